@@ -1,0 +1,238 @@
+"""The pipeline config: one YAML file names everything a run needs.
+
+The file is read at the edge (:func:`load_config`) into typed pydantic models.
+Relative paths in it are resolved against the directory of the YAML file, so a
+config and the data next to it move together.  Later pipeline stages add their
+own sections (``components``, ``tuning``, ``active_learning``, ``serving``).
+
+Example (the dataset part)::
+
+    name: my-shop
+    home: ../runs/my-shop
+    dataset:
+      catalog:
+        path: data/products.parquet
+        columns: {id: sku, title: name, description: body, image: image_file}
+        image_root: data/images
+      taxonomy: {source: path_column, column: category_path, separator: " > "}
+      ground_truth: {source: path_column, test_fraction: 0.2, seed: 7}
+      rules: rules.yaml
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from raycat.errors import ConfigError
+
+URI_SCHEMES = ("s3://", "gs://", "gcs://", "hdfs://", "abfs://", "file://")
+
+
+def is_uri(path: str) -> bool:
+    return path.startswith(URI_SCHEMES)
+
+
+class _Model(BaseModel):
+    # Unknown keys are an error: a typo in a setting must not be silently ignored.
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class ColumnMap(_Model):
+    """Which catalog column holds what."""
+
+    id: str = "id"
+    title: str = "title"
+    description: str | None = "description"
+    image: str | None = "image"
+    # Extra free-text fields appended to the text (brand, colour, material...).
+    extra_text: list[str] = Field(default_factory=list)
+    # Columns of colour words, used by components that treat colour separately.
+    colour: str | None = None
+
+
+class CatalogConfig(_Model):
+    path: str
+    # Inferred from the file extension when left out.
+    format: Literal["parquet", "csv", "jsonl"] | None = None
+    columns: ColumnMap = Field(default_factory=ColumnMap)
+    # Relative image paths in the catalog are relative to this directory.
+    image_root: str | None = None
+
+    @model_validator(mode="after")
+    def _infer_format(self) -> CatalogConfig:
+        if self.format is None:
+            lower = self.path.lower().rstrip("/")
+            if lower.endswith((".parquet", ".pq")) or "." not in Path(lower).name:
+                self.format = "parquet"
+            elif lower.endswith((".csv", ".csv.gz")):
+                self.format = "csv"
+            elif lower.endswith((".jsonl", ".json", ".ndjson", ".jsonl.gz")):
+                self.format = "jsonl"
+            else:
+                raise ValueError(
+                    f"cannot infer the format of {self.path!r} from its extension; "
+                    "set dataset.catalog.format to parquet, csv or jsonl"
+                )
+        return self
+
+
+class TaxonomyConfig(_Model):
+    source: Literal["path_column", "table"] = "path_column"
+    # source=path_column: the catalog column holding each product's path.
+    column: str | None = None
+    separator: str = " > "
+    # Deeper levels are cut off; 0 keeps every level.
+    max_depth: int = Field(0, ge=0)
+    # Many catalogs end a path with the product's own name; such an element is
+    # not a category.
+    drop_title_leaf: bool = True
+    # source=table: a parent/child table (CSV, Parquet or JSON Lines).
+    table: str | None = None
+    parent_column: str = "parent"
+    child_column: str = "child"
+
+    @model_validator(mode="after")
+    def _check_source(self) -> TaxonomyConfig:
+        if self.source == "path_column" and not self.column:
+            raise ValueError(
+                "source is path_column but no column is set; set "
+                "dataset.taxonomy.column to the catalog column with category paths"
+            )
+        if self.source == "table" and not self.table:
+            raise ValueError(
+                "source is table but no table is set; set dataset.taxonomy.table to "
+                "a parent/child table file"
+            )
+        return self
+
+
+class GroundTruthConfig(_Model):
+    # path_column: the taxonomy path column is the ground truth (as in a catalog
+    # whose categories were assigned by hand); table: a labels table with one
+    # (product id, category path) row per label; none: no ground truth.
+    source: Literal["path_column", "table", "none"] = "path_column"
+    column: str | None = None  # defaults to dataset.taxonomy.column
+    table: str | None = None
+    product_column: str = "product_id"
+    category_column: str = "category"
+    # Size of the held-out test set, as a fraction of the products that have
+    # ground truth or as a count; stratified by top-level category.
+    test_fraction: float | None = Field(0.2, gt=0, lt=1)
+    test_size: int | None = Field(None, gt=0)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self) -> GroundTruthConfig:
+        if self.test_size is not None:
+            self.test_fraction = None
+        if self.source == "table" and not self.table:
+            raise ValueError(
+                "source is table but no table is set; set dataset.ground_truth.table"
+            )
+        return self
+
+
+class DatasetConfig(_Model):
+    catalog: CatalogConfig
+    taxonomy: TaxonomyConfig
+    ground_truth: GroundTruthConfig = Field(default_factory=GroundTruthConfig)
+    # The old system's rules file (YAML); optional.
+    rules: str | None = None
+
+
+class PipelineConfig(_Model):
+    """A whole pipeline config.  Sections added by later stages are kept as
+    plain dicts here until their own models exist."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = "raycat"
+    # The run's home: label store, snapshots, models, metrics.
+    home: str = "runs/default"
+    dataset: DatasetConfig
+    # Where the YAML file was read from; paths were resolved against its folder.
+    source_path: str | None = Field(None, exclude=True)
+
+    @property
+    def home_path(self) -> Path:
+        return Path(self.home)
+
+    def section(self, name: str) -> Any:
+        return getattr(self, name, None)
+
+
+def _resolve(base: Path, value: str | None) -> str | None:
+    if value is None or is_uri(value):
+        return value
+    p = Path(os.path.expandvars(os.path.expanduser(value)))
+    return str(p if p.is_absolute() else (base / p).resolve())
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"invalid pipeline config {source}:"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        got = e.get("input")
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown setting (check its spelling and indentation)"
+        elif e["type"] == "missing":
+            msg = "required setting is missing"
+        got_text = "" if e["type"] == "missing" else f" (got {got!r:.80})"
+        lines.append(f"  - {loc}: {msg}{got_text}")
+    return "\n".join(lines)
+
+
+def parse_config(
+    data: dict, *, base_dir: str | Path = ".", source: str = "<dict>"
+) -> PipelineConfig:
+    """Validate a config dict and resolve its relative paths against ``base_dir``."""
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"invalid pipeline config {source}: expected a mapping at the top level, "
+            f"got {type(data).__name__}"
+        )
+    try:
+        cfg = PipelineConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source)) from None
+
+    base = Path(base_dir).resolve()
+    ds = cfg.dataset
+    cfg.home = _resolve(base, os.environ.get("RAYCAT_HOME") or cfg.home)
+    ds.catalog.path = _resolve(base, ds.catalog.path)
+    ds.catalog.image_root = _resolve(base, ds.catalog.image_root)
+    ds.taxonomy.table = _resolve(base, ds.taxonomy.table)
+    ds.ground_truth.table = _resolve(base, ds.ground_truth.table)
+    ds.rules = _resolve(base, ds.rules)
+    if ds.ground_truth.source == "path_column" and not ds.ground_truth.column:
+        if ds.taxonomy.source != "path_column":
+            raise ConfigError(
+                f"invalid pipeline config {source}:\n  - dataset.ground_truth.column: "
+                "required when ground truth comes from a path column and the taxonomy "
+                "comes from a table"
+            )
+        ds.ground_truth.column = ds.taxonomy.column
+    cfg.source_path = source
+    return cfg
+
+
+def load_config(path: str | Path) -> PipelineConfig:
+    """Read and validate a pipeline config YAML file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(
+            f"pipeline config {str(path)!r} not found; pass the path of a YAML file "
+            "such as configs/flipkart-1050.yaml, or make one with "
+            "`raycat demo-data OUT_DIR`"
+        )
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"pipeline config {str(path)!r} is not valid YAML: {err}")
+    return parse_config(data, base_dir=path.parent, source=str(path))
