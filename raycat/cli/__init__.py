@@ -1,0 +1,193 @@
+"""The ``raycat`` command line.
+
+Every command takes a pipeline config; those that report accept ``--json`` and
+then print exactly one JSON document on stdout (logs go to stderr).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from raycat.errors import RaycatError
+
+app = typer.Typer(
+    name="raycat",
+    help="Categorize a product catalog into a hierarchical taxonomy, on Ray.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+catalog_app = typer.Typer(help="Inspect a catalog.", no_args_is_help=True)
+rules_app = typer.Typer(help="Inspect the old system's rules.", no_args_is_help=True)
+app.add_typer(catalog_app, name="catalog")
+app.add_typer(rules_app, name="rules")
+
+out = Console()
+err = Console(stderr=True)
+
+ConfigArg = Annotated[Path, typer.Argument(help="Pipeline config (YAML).")]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document on stdout.")
+]
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        datefmt="[%X]",
+        handlers=[RichHandler(console=err, show_path=False, rich_tracebacks=False)],
+        force=True,
+    )
+    for noisy in ("ray", "urllib3", "filelock", "elastic_transport"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs.")] = False,
+) -> None:
+    _setup_logging(verbose)
+
+
+def _emit_json(data: object) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+@catalog_app.command("check")
+def catalog_check(config: ConfigArg, as_json: JsonOpt = False) -> None:
+    """Validate a pipeline config and its catalog: products, images, taxonomy
+    size per level, label coverage per source, and every problem found."""
+    from raycat.checks import check_catalog
+    from raycat.config import load_config
+
+    report = check_catalog(load_config(config))
+    if as_json:
+        _emit_json(report)
+    else:
+        _print_check(report)
+    if not report["ok"]:
+        raise typer.Exit(1)
+
+
+def _print_check(r: dict) -> None:
+    t = Table(title=f"catalog check: {r['config']}", show_header=False)
+    t.add_row("products", str(r["products"]))
+    img = r["images"]
+    t.add_row(
+        "images", f"{img['present']} present, {img['missing']} missing, "
+        f"{img['unreadable']} unreadable"
+    )
+    tax = r["taxonomy"]
+    levels = ", ".join(f"level {k}: {v}" for k, v in tax["per_level"].items())
+    t.add_row("taxonomy", f"{tax['categories']} categories ({levels})")
+    for source, c in r["label_coverage"].items():
+        extra = ", ".join(f"{k} {v}" for k, v in c.items() if k not in ("products", "share"))
+        t.add_row(
+            f"labels: {source}",
+            f"{c['products']} products ({c['share']:.1%})" + (f"; {extra}" if extra else ""),
+        )
+    out.print(t)
+    for p in r["problems"]:
+        style = "red" if p["level"] == "error" else "yellow"
+        out.print(f"[{style}]{p['level']}[/]: {p['message']}")
+    if not r["problems"]:
+        out.print("[green]no problems found[/]")
+
+
+@rules_app.command("report")
+def rules_report_cmd(config: ConfigArg, as_json: JsonOpt = False) -> None:
+    """For each old-system rule and each category: products labeled, overlaps
+    and conflicts between rules, precision and recall against ground truth."""
+    from raycat.config import load_config
+    from raycat.errors import ConfigError
+    from raycat.rules import print_rules_report, rules_report
+    from raycat.run import load_run
+
+    cfg = load_config(config)
+    if not cfg.dataset.rules:
+        raise ConfigError(
+            f"{config}: dataset.rules is not set; name the old system's rules file"
+        )
+    run = load_run(cfg)
+    gt = run.ground_truth.closed(run.taxonomy) or None
+    report = rules_report(run.rules, run.catalog.products, run.taxonomy, gt)
+    if as_json:
+        _emit_json(report)
+    else:
+        print_rules_report(report, out)
+
+
+@app.command("demo-data")
+def demo_data(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write the catalog into.")],
+    products: Annotated[int, typer.Option("--products", "-n", min=10)] = 2000,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    depth: Annotated[int, typer.Option("--depth", min=1, max=6)] = 3,
+    image_size: Annotated[int, typer.Option("--image-size", min=16)] = 64,
+    workers: Annotated[int | None, typer.Option("--workers")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write a synthetic catalog (products, images, ground truth, rules) and a
+    pipeline config for it (OUT_DIR/config.yaml)."""
+    from dataclasses import asdict
+
+    from raycat.demo import generate_catalog
+
+    summary = generate_catalog(
+        out_dir,
+        products,
+        seed=seed,
+        depth=depth,
+        image_size=image_size,
+        workers=workers,
+    )
+    data = asdict(summary)
+    if as_json:
+        _emit_json(data)
+    else:
+        for k, v in data.items():
+            out.print(f"{k}: {v}")
+        out.print(f"next: raycat catalog check {Path(out_dir) / 'config.yaml'}")
+
+
+@app.command("prepare")
+def prepare(
+    config: ConfigArg,
+    iteration: Annotated[int, typer.Option(help="Snapshot iteration number.")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Lay out the run's home, store rule and ground-truth labels, and dump the
+    dev and test snapshots."""
+    from raycat.config import load_config
+    from raycat.run import prepare_run
+
+    run, snap = prepare_run(load_config(config), iteration=iteration)
+    with run.open_store() as store:
+        counts = store.counts()
+    data = {"home": str(run.paths.home), "snapshot": str(snap), "labels": counts}
+    if as_json:
+        _emit_json(data)
+    else:
+        out.print(f"home: {data['home']}\nsnapshot: {snap}")
+        for source, c in counts.items():
+            out.print(f"labels from {source}: {c}")
+
+
+def main() -> None:
+    """Console-script entry point: domain errors become one clear line and exit
+    status 2, not a traceback."""
+    try:
+        app()
+    except RaycatError as e:
+        err.print(f"[red]error:[/] {e}", highlight=False)
+        sys.exit(2)
