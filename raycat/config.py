@@ -145,6 +145,69 @@ class DatasetConfig(_Model):
     rules: str | None = None
 
 
+class SplitConfig(_Model):
+    """A component's own train / validation split of the dev set."""
+
+    valid_fraction: float = Field(0.2, gt=0, lt=1)
+    seed: int = 0
+
+
+class ResourcesConfig(_Model):
+    """What one training run of a component asks Ray for (fractions allowed)."""
+
+    cpus: float = Field(1.0, ge=0)
+    gpus: float = Field(0.0, ge=0)
+
+
+class ComponentSpec(_Model):
+    """One ensemble component: its kind (registry key) and hyperparameters."""
+
+    kind: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    enabled: bool = True
+
+
+class TrainingConfig(_Model):
+    # Which label sources train the components; human and oracle answers
+    # overrule rule labels for the same product and category.
+    label_sources: list[Literal["rule", "human", "oracle"]] = Field(
+        default_factory=lambda: ["rule", "human", "oracle"]
+    )
+    # Dev products with no positive label: "drop" them (the rules are
+    # incomplete, so silence is not a negative) or "keep" them as all-negative.
+    unlabeled: Literal["drop", "keep"] = "drop"
+    # Threshold of a category with too few validation positives to tune one.
+    default_threshold: float = Field(0.5, gt=0, lt=1)
+
+
+def _default_components() -> dict[str, ComponentSpec]:
+    # The classical set: the baseline, linear models on a word histogram and
+    # on TF-IDF with colour words as their own group and without them, xgboost.
+    specs = {
+        "random": {"kind": "random"},
+        "hist_colour": {
+            "kind": "linear",
+            "params": {"text": {"features": "histogram", "colour": "feature"}},
+        },
+        "hist_nocolour": {
+            "kind": "linear",
+            "params": {"text": {"features": "histogram", "colour": "remove"}},
+        },
+        "tfidf_colour": {
+            "kind": "linear",
+            "params": {"text": {"features": "tfidf", "colour": "feature"}},
+        },
+        "tfidf_nocolour": {
+            "kind": "linear",
+            "params": {"text": {"features": "tfidf", "colour": "remove"}},
+        },
+        "xgboost": {"kind": "xgboost"},
+    }
+    return {k: ComponentSpec.model_validate(v) for k, v in specs.items()}
+
+
 class PipelineConfig(_Model):
     """A whole pipeline config.  Sections added by later stages are kept as
     plain dicts here until their own models exist."""
@@ -155,6 +218,8 @@ class PipelineConfig(_Model):
     # The run's home: label store, snapshots, models, metrics.
     home: str = "runs/default"
     dataset: DatasetConfig
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    components: dict[str, ComponentSpec] = Field(default_factory=_default_components)
     # Where the YAML file was read from; paths were resolved against its folder.
     source_path: str | None = Field(None, exclude=True)
 

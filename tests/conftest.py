@@ -80,3 +80,25 @@ def tiny_config(tmp_path: Path) -> Path:
         {"name": "pan", "category": "Kitchen > Cookware > Pans", "any": ["pan"]},
     ]
     return write_tiny_catalog(tmp_path / "tiny", rules=rules)
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One small local Ray instance for the whole test session."""
+    import ray
+    from ray.data import DataContext
+
+    if not ray.is_initialized():
+        ray.init(
+            address="local",
+            num_cpus=2,
+            include_dashboard=False,
+            object_store_memory=300 * 1024 * 1024,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    yield ray
+    ray.shutdown()

@@ -183,6 +183,44 @@ def prepare(
             out.print(f"labels from {source}: {c}")
 
 
+@app.command("train-pred")
+def train_pred(
+    config: ConfigArg,
+    components: Annotated[
+        str | None,
+        typer.Option("--components", "-c", help="Comma-separated component names."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train each configured component once on its own split, evaluate it on
+    validation and test, and save models, predictions and metrics."""
+    from raycat.config import load_config
+    from raycat.pipelines.train_pred import headline, run_train_pred
+
+    names = [c.strip() for c in components.split(",")] if components else None
+    summary = run_train_pred(load_config(config), names)
+    rows = headline(summary)
+    if as_json:
+        _emit_json({"home": summary["home"], "components": rows,
+                    "details": summary["components"]})
+    else:
+        _print_rows(f"train-pred: test metrics ({summary['n_test']} products)", rows)
+    if any("error" in r for r in rows):
+        raise typer.Exit(1)
+
+
+def _print_rows(title: str, rows: list[dict]) -> None:
+    columns: list[str] = []
+    for r in rows:
+        columns += [k for k in r if k not in columns]
+    t = Table(title=title)
+    for c in columns:
+        t.add_column(c)
+    for r in rows:
+        t.add_row(*(str(r.get(c, "")) for c in columns))
+    out.print(t)
+
+
 def main() -> None:
     """Console-script entry point: domain errors become one clear line and exit
     status 2, not a traceback."""

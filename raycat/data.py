@@ -1,0 +1,171 @@
+"""Ray Data pipelines: snapshots joined with the catalog, labels, and images
+decoded as they stream.
+
+- :func:`read_split` reads a snapshot (``dev`` or ``test``) and the catalog with
+  Ray Data, joins them on ``product_id`` and adds ``targets``: each product's
+  positive categories from the configured label sources, closed under ancestors.
+- :func:`load_frame` materializes such a dataset's text and labels as a pandas
+  frame, sorted by product id, for the components that train in memory.
+- :class:`ImageDecoder` is the ``map_batches`` step that reads, decodes, resizes
+  and normalizes images on the way to a model; a missing or unreadable image
+  becomes ``has_image = False`` and a blank image, never a crash.
+- :func:`split_train_valid` gives each component its own seeded validation
+  split, by a hash of the product id, so it needs no shuffle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from raycat.images import load_image
+from raycat.labels import Source
+
+logger = logging.getLogger(__name__)
+
+CATALOG_COLUMNS = ["product_id", "title", "description", "extra_text", "colour", "image"]
+DEFAULT_LABEL_SOURCES = (Source.RULE.value, Source.HUMAN.value, Source.ORACLE.value)
+# Human and oracle answers overrule the old system's rules.
+_OVERRULING = (Source.HUMAN.value, Source.ORACLE.value)
+
+
+def targets_from_sources(
+    frame: pd.DataFrame, sources: Sequence[str] = DEFAULT_LABEL_SOURCES
+) -> list[list[str]]:
+    """Each dev product's positive categories.
+
+    Positives of every chosen source, less the categories a human or the oracle
+    said the product is not in.  Store labels are already propagated (positives
+    to ancestors, negatives to descendants), so the result stays closed under
+    ancestors.
+    """
+    out = []
+    rows = frame.to_dict("records")
+    for row in rows:
+        pos: set[str] = set()
+        for s in sources:
+            pos.update(row.get(f"pos_{s}", []) or [])
+        for s in _OVERRULING:
+            if s in sources:
+                pos.difference_update(
+                    set(row.get(f"neg_{s}", []) or []) - set(row.get(f"pos_{s}", []) or [])
+                )
+        out.append(sorted(pos))
+    return out
+
+
+class _AddTargets:
+    def __init__(self, split: str, sources: Sequence[str]):
+        self.split = split
+        self.sources = list(sources)
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        if self.split == "test":
+            targets = [sorted(v) for v in batch["labels"]]
+        else:
+            targets = targets_from_sources(batch, self.sources)
+        out = batch[[c for c in CATALOG_COLUMNS if c in batch.columns]].copy()
+        out["targets"] = targets
+        return out
+
+
+def read_split(
+    catalog_path: str | Path,
+    snapshot: str | Path,
+    split: Literal["dev", "test"],
+    *,
+    sources: Sequence[str] = DEFAULT_LABEL_SOURCES,
+):
+    """The ``split`` snapshot joined with the catalog, as a Ray Dataset with the
+    catalog columns and ``targets``."""
+    import ray.data as rd
+
+    snap = rd.read_parquet(str(Path(snapshot) / f"{split}.parquet"))
+    catalog = rd.read_parquet(str(catalog_path)).select_columns(CATALOG_COLUMNS)
+    n = snap.count()
+    # Partitions of about 50k rows keep each join task small.
+    parts = max(1, min(64, n // 50_000 + 1))
+    joined = snap.join(catalog, join_type="inner", num_partitions=parts,
+                       on=("product_id",))
+    return joined.map_batches(
+        _AddTargets(split, sources), batch_format="pandas", batch_size=4096
+    )
+
+
+def load_frame(ds, *, unlabeled: Literal["drop", "keep"] = "drop") -> pd.DataFrame:
+    """Materialize a dataset from :func:`read_split` as a frame sorted by
+    product id; products without any positive label are dropped (and counted)
+    unless ``unlabeled="keep"``."""
+    frame = ds.to_pandas()
+    frame = frame.sort_values("product_id", kind="stable").reset_index(drop=True)
+    if unlabeled == "drop":
+        has = frame["targets"].map(len) > 0
+        dropped = int((~has).sum())
+        if dropped:
+            logger.warning(
+                "dropped %d of %d products that have no positive label from the "
+                "chosen sources", dropped, len(frame)
+            )
+        frame = frame[has].reset_index(drop=True)
+    frame["targets"] = frame["targets"].map(list)
+    return frame
+
+
+def split_train_valid(
+    frame: pd.DataFrame, valid_fraction: float, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A seeded split by a hash of (seed, product id): the same product lands
+    on the same side for the same seed, whatever the row order."""
+    if not 0 < valid_fraction < 1:
+        raise ValueError(
+            f"valid_fraction must be between 0 and 1 (exclusive); got {valid_fraction}"
+        )
+    keys = [
+        int.from_bytes(hashlib.blake2b(f"{seed}:{p}".encode(), digest_size=8).digest())
+        for p in frame["product_id"]
+    ]
+    u = np.asarray(keys, dtype=np.uint64) / np.float64(2**64)
+    valid = u < valid_fraction
+    return (
+        frame[~valid].reset_index(drop=True),
+        frame[valid].reset_index(drop=True),
+    )
+
+
+class ImageDecoder:
+    """``map_batches`` step: ``image`` (path or URI) -> ``pixels``
+    ``(n, size, size, 3)`` float32 in [0, 1] (or uint8) and ``has_image``."""
+
+    def __init__(self, size: int = 224, *, dtype: str = "float32"):
+        self.size = size
+        self.dtype = dtype
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        n = len(batch["image"])
+        pixels = np.zeros((n, self.size, self.size, 3), dtype=np.uint8)
+        has = np.zeros(n, dtype=bool)
+        for i, loc in enumerate(batch["image"]):
+            pixels[i], has[i] = load_image(loc if isinstance(loc, str) else None,
+                                           self.size)
+        missing = int(n - has.sum())
+        if missing:
+            logger.info("%d of %d images in a batch missing or unreadable", missing, n)
+        out = dict(batch)
+        out["pixels"] = (
+            pixels.astype(np.float32) / 255.0 if self.dtype == "float32" else pixels
+        )
+        out["has_image"] = has
+        return out
+
+
+def with_images(ds, size: int = 224, *, batch_size: int = 64, dtype: str = "float32"):
+    """Add decoded ``pixels`` and ``has_image`` to a Ray Dataset, as it streams."""
+    return ds.map_batches(
+        ImageDecoder(size, dtype=dtype), batch_size=batch_size, batch_format="numpy"
+    )

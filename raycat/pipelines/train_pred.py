@@ -1,0 +1,255 @@
+"""train-pred: train and predict every configured component once, each as a
+Ray task of its own, to prove each works end to end.
+
+For each component: its own train / validation split of the dev snapshot,
+fit, per-category thresholds chosen on validation, evaluation on validation
+and on the test set, and under the run's home:
+
+    models/<name>/            the saved model, params.json, thresholds.json
+    predictions/<name>/       valid.parquet and test.parquet, one row per
+                              product, one probability column per category
+    metrics/train-pred.json   every component's metrics, and any errors
+
+A component that fails is reported with its error; the others go on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from raycat.config import ComponentSpec, PipelineConfig
+from raycat.errors import ConfigError
+from raycat.taxonomy import Taxonomy
+
+logger = logging.getLogger(__name__)
+
+
+def select_components(
+    config: PipelineConfig, names: list[str] | None
+) -> dict[str, ComponentSpec]:
+    """The enabled components, or exactly those named (an unknown name is an
+    error that lists the configured ones)."""
+    if not names:
+        return {k: v for k, v in config.components.items() if v.enabled}
+    unknown = [n for n in names if n not in config.components]
+    if unknown:
+        raise ConfigError(
+            f"--components names {unknown}, which the config does not define; "
+            f"configured components: {sorted(config.components)}"
+        )
+    return {n: config.components[n] for n in names}
+
+
+def write_predictions(
+    path: Path, product_ids: list[str], probs: np.ndarray, taxonomy: Taxonomy
+) -> None:
+    """One row per product: ``product_id`` and one float column per category id."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = {"product_id": pa.array(product_ids, pa.string())}
+    for j, cid in enumerate(taxonomy.ids):
+        columns[cid] = pa.array(probs[:, j], pa.float32())
+    pq.write_table(pa.table(columns), path)
+
+
+def read_predictions(path: Path, taxonomy: Taxonomy) -> tuple[list[str], np.ndarray]:
+    table = pq.read_table(path)
+    ids = table.column("product_id").to_pylist()
+    probs = np.column_stack(
+        [table.column(c).to_numpy() for c in taxonomy.ids]
+    ).astype(np.float32)
+    return ids, probs
+
+
+def train_and_evaluate(
+    name: str,
+    spec: dict[str, Any],
+    taxonomy_json: dict,
+    dev: pd.DataFrame,
+    test: pd.DataFrame,
+    home: str,
+    default_threshold: float = 0.5,
+) -> dict[str, Any]:
+    """Train one component and evaluate it; never raises (errors are returned
+    in the result) so one failure does not stop the others."""
+    from raycat.components import component_class
+    from raycat.data import split_train_valid
+    from raycat.evaluation import choose_thresholds, evaluate
+
+    started = time.time()
+    spec_ = ComponentSpec.model_validate(spec)
+    try:
+        taxonomy = Taxonomy.from_json(taxonomy_json)
+        comp = component_class(spec_.kind)(taxonomy, spec_.params, name=name)
+        train, valid = split_train_valid(
+            dev, spec_.split.valid_fraction, spec_.split.seed
+        )
+        info = comp.fit(train, valid)
+        fit_s = time.time() - started
+
+        y_valid = taxonomy.multi_hot(valid["targets"].tolist())
+        p_valid = comp.predict_proba(valid)
+        thresholds = choose_thresholds(y_valid, p_valid, default=default_threshold)
+        p_test = comp.predict_proba(test)
+        y_test = taxonomy.multi_hot(test["targets"].tolist())
+        metrics = {
+            "valid": evaluate(y_valid, p_valid, taxonomy, thresholds),
+            "test": evaluate(y_test, p_test, taxonomy, thresholds),
+        }
+
+        root = Path(home)
+        model_dir = comp.save(root / "models" / name)
+        (model_dir / "thresholds.json").write_text(
+            json.dumps(dict(zip(taxonomy.ids, map(float, thresholds), strict=True)))
+        )
+        pred_dir = root / "predictions" / name
+        write_predictions(
+            pred_dir / "valid.parquet", valid["product_id"].tolist(), p_valid, taxonomy
+        )
+        write_predictions(
+            pred_dir / "test.parquet", test["product_id"].tolist(), p_test, taxonomy
+        )
+        return {
+            "component": name,
+            "kind": spec_.kind,
+            "ok": True,
+            "n_train": len(train),
+            "n_valid": len(valid),
+            "n_test": len(test),
+            "fit": info,
+            "fit_s": round(fit_s, 2),
+            "wall_s": round(time.time() - started, 2),
+            "metrics": metrics,
+            "model": str(model_dir),
+            "predictions": str(pred_dir),
+        }
+    except Exception as err:  # noqa: BLE001 - reported per component, see docstring
+        logger.error("component %s failed: %s", name, err)
+        return {
+            "component": name,
+            "kind": spec_.kind,
+            "ok": False,
+            "error": f"{type(err).__name__}: {err}",
+            "traceback": traceback.format_exc(),
+            "wall_s": round(time.time() - started, 2),
+        }
+
+
+def run_train_pred(
+    config: PipelineConfig, components: list[str] | None = None
+) -> dict[str, Any]:
+    """The whole pipeline: prepare, read with Ray Data, train components as
+    parallel Ray tasks, collect and write metrics."""
+    import ray
+
+    from raycat.data import load_frame, read_split
+    from raycat.ray_runtime import init_ray
+    from raycat.run import prepare_run
+
+    specs = select_components(config, components)
+    run, snapshot = prepare_run(config)
+    init_ray()
+
+    sources = config.training.label_sources
+    catalog = run.paths.catalog
+    dev = load_frame(
+        read_split(catalog, snapshot, "dev", sources=sources),
+        unlabeled=config.training.unlabeled,
+    )
+    test = load_frame(read_split(catalog, snapshot, "test"), unlabeled="keep")
+    logger.info(
+        "training %d components on %d dev products; testing on %d",
+        len(specs),
+        len(dev),
+        len(test),
+    )
+    if dev.empty:
+        raise ConfigError(
+            "no dev product has a positive label from the sources "
+            f"{sources}; check the rules file (raycat rules report) or add labels"
+        )
+
+    dev_ref, test_ref = ray.put(dev), ray.put(test)
+    task = ray.remote(train_and_evaluate)
+    pending = {
+        task.options(
+            num_cpus=spec.resources.cpus,
+            num_gpus=spec.resources.gpus,
+            name=f"train-pred:{name}",
+            max_retries=0,
+        ).remote(
+            name,
+            spec.model_dump(),
+            run.taxonomy.to_json(),
+            dev_ref,
+            test_ref,
+            str(run.paths.home),
+            config.training.default_threshold,
+        ): name
+        for name, spec in specs.items()
+    }
+    results: dict[str, dict] = {}
+    started = time.time()
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1)
+        name = pending.pop(done[0])
+        try:
+            res = ray.get(done[0])
+        except Exception as err:  # noqa: BLE001 - a crashed worker, not a Python error
+            res = {"component": name, "ok": False, "error": str(err)}
+        results[name] = res
+        status = (
+            f"test micro-F1 {res['metrics']['test']['micro_f1']:.3f}"
+            if res["ok"]
+            else f"FAILED: {res['error']}"
+        )
+        logger.info(
+            "[%d/%d] %s done after %.0f s: %s",
+            len(results),
+            len(specs),
+            name,
+            time.time() - started,
+            status,
+        )
+
+    summary = {
+        "pipeline": "train-pred",
+        "config": config.source_path,
+        "home": str(run.paths.home),
+        "snapshot": str(snapshot),
+        "n_dev": len(dev),
+        "n_test": len(test),
+        "components": [results[n] for n in specs],
+    }
+    out = run.paths.home / "metrics" / "train-pred.json"
+    out.write_text(json.dumps(summary, indent=1, default=str))
+    return summary
+
+
+def headline(summary: dict) -> list[dict[str, Any]]:
+    """One row per component: test micro / macro / hierarchical F1."""
+    rows = []
+    for r in summary["components"]:
+        if r["ok"]:
+            t = r["metrics"]["test"]
+            rows.append(
+                {
+                    "component": r["component"],
+                    "micro_f1": round(t["micro_f1"], 4),
+                    "macro_f1": round(t["macro_f1"], 4),
+                    "hierarchical_f1": round(t["hierarchical_f1"], 4),
+                    "wall_s": r["wall_s"],
+                }
+            )
+        else:
+            rows.append({"component": r["component"], "error": r["error"]})
+    return rows

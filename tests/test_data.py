@@ -1,0 +1,70 @@
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from raycat.data import ImageDecoder, split_train_valid, targets_from_sources, with_images
+
+
+@pytest.fixture
+def three_images(tmp_path):
+    good = tmp_path / "good.jpg"
+    Image.new("RGB", (40, 20), (255, 0, 0)).save(good)
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(good.read_bytes()[:60])  # a truncated JPEG
+    return [str(good), str(tmp_path / "missing.jpg"), str(corrupt), None]
+
+
+def test_decoder_flags_missing_and_corrupt_images(three_images, caplog):
+    batch = {"product_id": np.array(["a", "b", "c", "d"]), "image": np.array(
+        three_images, dtype=object)}
+    with caplog.at_level(logging.INFO, logger="raycat.data"):
+        out = ImageDecoder(16)(batch)
+    assert out["pixels"].shape == (4, 16, 16, 3)
+    assert out["pixels"].dtype == np.float32
+    assert out["has_image"].tolist() == [True, False, False, False]
+    assert out["pixels"][0, :, :, 0].mean() > 0.95  # red survives decoding
+    assert out["pixels"][1:].max() == 0.0  # blank input for the model
+    assert "3 of 4 images in a batch missing or unreadable" in caplog.text
+
+
+def test_images_decode_while_streaming_through_ray_data(ray_session, three_images):
+    import ray.data as rd
+
+    ds = rd.from_items(
+        [{"product_id": str(i), "image": p or ""} for i, p in enumerate(three_images)]
+    )
+    rows = sorted(with_images(ds, 8, batch_size=2, dtype="uint8").take_all(),
+                  key=lambda r: r["product_id"])
+    assert [bool(r["has_image"]) for r in rows] == [True, False, False, False]
+    assert rows[0]["pixels"].shape == (8, 8, 3) and rows[0]["pixels"].dtype == np.uint8
+
+
+def test_targets_let_humans_overrule_rules():
+    frame = pd.DataFrame(
+        {
+            "pos_rule": [["a", "a/b"], ["a", "a/b"], []],
+            "neg_rule": [[], [], []],
+            "pos_human": [[], [], ["e"]],
+            "neg_human": [["a/b"], [], []],
+            "pos_oracle": [[], [], []],
+            "neg_oracle": [[], [], []],
+        }
+    )
+    assert targets_from_sources(frame) == [["a"], ["a", "a/b"], ["e"]]
+    assert targets_from_sources(frame, ["human"]) == [[], [], ["e"]]
+
+
+def test_split_is_seeded_by_product_not_by_order():
+    frame = pd.DataFrame({"product_id": [f"p{i}" for i in range(1000)]})
+    train, valid = split_train_valid(frame, 0.2, seed=1)
+    assert 150 < len(valid) < 250 and len(train) + len(valid) == 1000
+    shuffled = frame.sample(frac=1, random_state=0)
+    _, valid2 = split_train_valid(shuffled, 0.2, seed=1)
+    assert set(valid2["product_id"]) == set(valid["product_id"])
+    _, other = split_train_valid(frame, 0.2, seed=2)
+    assert set(other["product_id"]) != set(valid["product_id"])
+    with pytest.raises(ValueError, match=r"valid_fraction must be between 0 and 1"):
+        split_train_valid(frame, 1.0, seed=0)
