@@ -135,6 +135,9 @@ def demo_data(
     depth: Annotated[int, typer.Option("--depth", min=1, max=6)] = 3,
     image_size: Annotated[int, typer.Option("--image-size", min=16)] = 64,
     workers: Annotated[int | None, typer.Option("--workers")] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an earlier demo catalog.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Write a synthetic catalog (products, images, ground truth, rules) and a
@@ -150,6 +153,7 @@ def demo_data(
         depth=depth,
         image_size=image_size,
         workers=workers,
+        overwrite=overwrite,
     )
     data = asdict(summary)
     if as_json:
@@ -219,6 +223,31 @@ def _print_rows(title: str, rows: list[dict]) -> None:
     for r in rows:
         t.add_row(*(str(r.get(c, "")) for c in columns))
     out.print(t)
+
+
+@app.command("quickstart")
+def quickstart(
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="Run on this config instead of sample data."),
+    ] = None,
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Where the sample catalog and run go.")
+    ] = Path("runs/quickstart"),
+    products: Annotated[int, typer.Option("--products", min=50)] = 3000,
+    as_json: JsonOpt = False,
+) -> None:
+    """The whole pipeline end to end: sample data (unless --config), catalog
+    check, rules report, train-pred."""
+    from raycat.pipelines.quickstart import run_quickstart
+
+    result = run_quickstart(config, out_dir=out_dir, products=products)
+    if as_json:
+        _emit_json(result)
+        return
+    _print_rows("quickstart: test metrics per component", result["train_pred"])
+    out.print(f"run home: {result['home']}  ({result['wall_s']} s)")
+    out.print("rules: " + ", ".join(f"{k} {v}" for k, v in result["rules"].items()))
 
 
 def main() -> None:

@@ -91,6 +91,9 @@ class Component(ABC):
                     f"{problems}; allowed: {sorted(self.Params.model_fields)}"
                 ) from None
         self.fitted_ = False
+        # What the pipeline granted one training run (a ResourcesConfig: cpus,
+        # gpus); components that start Ray Train workers size them by it.
+        self.resources = None
 
     # -- training and prediction ------------------------------------------------
 
