@@ -76,7 +76,8 @@ _SCHEMA = (
     # millions of rows on every write.
     "CREATE TABLE label_counter (last_seq INTEGER NOT NULL)",
     "INSERT INTO label_counter (last_seq) VALUES (0)",
-    f"INSERT INTO raycat_schema (component, version) VALUES ('labels', {SCHEMA_VERSION})",
+    "INSERT INTO raycat_schema (component, version) "
+    f"VALUES ('labels', {SCHEMA_VERSION})",
 )
 
 _UPSERT = """
@@ -389,9 +390,7 @@ class SQLiteLabelStore(LabelStore):
         with self._reading() as conn:
             # Both filters act on columns of the partition, so filtering before
             # ranking gives the same winners as ranking everything.
-            where, params = self._where(
-                conn, sources=sources, product_ids=product_ids
-            )
+            where, params = self._where(conn, sources=sources, product_ids=product_ids)
             rows = conn.execute(
                 f"""
                 SELECT {columns} FROM (
