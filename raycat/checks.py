@@ -35,7 +35,9 @@ def check_catalog(config: PipelineConfig, *, image_workers: int = 8) -> dict:
 
     logger.info("checking %d images", len(products))
     images = check_images(
-        products["product_id"].tolist(), products["image"].tolist(), workers=image_workers
+        products["product_id"].tolist(),
+        products["image"].tolist(),
+        workers=image_workers,
     )
     if images.missing:
         problems.append(

@@ -299,5 +299,7 @@ def load_config(path: str | Path) -> PipelineConfig:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        raise ConfigError(f"pipeline config {str(path)!r} is not valid YAML: {err}")
+        raise ConfigError(
+            f"pipeline config {str(path)!r} is not valid YAML: {err}"
+        ) from None
     return parse_config(data, base_dir=path.parent, source=str(path))

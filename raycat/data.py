@@ -29,7 +29,14 @@ from raycat.labels import Source
 
 logger = logging.getLogger(__name__)
 
-CATALOG_COLUMNS = ["product_id", "title", "description", "extra_text", "colour", "image"]
+CATALOG_COLUMNS = [
+    "product_id",
+    "title",
+    "description",
+    "extra_text",
+    "colour",
+    "image",
+]
 DEFAULT_LABEL_SOURCES = (Source.RULE.value, Source.HUMAN.value, Source.ORACLE.value)
 # Human and oracle answers overrule the old system's rules.
 _OVERRULING = (Source.HUMAN.value, Source.ORACLE.value)
@@ -54,7 +61,8 @@ def targets_from_sources(
         for s in _OVERRULING:
             if s in sources:
                 pos.difference_update(
-                    set(row.get(f"neg_{s}", []) or []) - set(row.get(f"pos_{s}", []) or [])
+                    set(row.get(f"neg_{s}", []) or [])
+                    - set(row.get(f"pos_{s}", []) or [])
                 )
         out.append(sorted(pos))
     return out
@@ -91,8 +99,9 @@ def read_split(
     n = snap.count()
     # Partitions of about 50k rows keep each join task small.
     parts = max(1, min(64, n // 50_000 + 1))
-    joined = snap.join(catalog, join_type="inner", num_partitions=parts,
-                       on=("product_id",))
+    joined = snap.join(
+        catalog, join_type="inner", num_partitions=parts, on=("product_id",)
+    )
     return joined.map_batches(
         _AddTargets(split, sources), batch_format="pandas", batch_size=4096
     )
@@ -110,7 +119,9 @@ def load_frame(ds, *, unlabeled: Literal["drop", "keep"] = "drop") -> pd.DataFra
         if dropped:
             logger.warning(
                 "dropped %d of %d products that have no positive label from the "
-                "chosen sources", dropped, len(frame)
+                "chosen sources",
+                dropped,
+                len(frame),
             )
         frame = frame[has].reset_index(drop=True)
     frame["targets"] = frame["targets"].map(list)
@@ -151,8 +162,9 @@ class ImageDecoder:
         pixels = np.zeros((n, self.size, self.size, 3), dtype=np.uint8)
         has = np.zeros(n, dtype=bool)
         for i, loc in enumerate(batch["image"]):
-            pixels[i], has[i] = load_image(loc if isinstance(loc, str) else None,
-                                           self.size)
+            pixels[i], has[i] = load_image(
+                loc if isinstance(loc, str) else None, self.size
+            )
         missing = int(n - has.sum())
         if missing:
             logger.info("%d of %d images in a batch missing or unreadable", missing, n)

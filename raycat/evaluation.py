@@ -26,8 +26,8 @@ import logging
 from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
-import scipy.sparse as sp
 import pandas as pd
+import scipy.sparse as sp
 
 from raycat.errors import RaycatError
 from raycat.taxonomy import Taxonomy
@@ -432,7 +432,11 @@ def _level_summary(
     cols: np.ndarray,
 ) -> dict:
     full = _summary(
-        hits[cols], predicted[cols], support[cols], f1[cols], tuple(a[cols] for a in flat)
+        hits[cols],
+        predicted[cols],
+        support[cols],
+        f1[cols],
+        tuple(a[cols] for a in flat),
     )
     return {
         "micro_f1": full["micro_f1"],

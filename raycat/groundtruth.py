@@ -81,7 +81,9 @@ def load_ground_truth(
     out = defaultdict(list)
     unknown_products = 0
     for row, (pid, ref) in enumerate(
-        zip(table[gt.product_column].astype(str), table[gt.category_column], strict=True)
+        zip(
+            table[gt.product_column].astype(str), table[gt.category_column], strict=True
+        )
     ):
         if pid not in known:
             unknown_products += 1

@@ -57,7 +57,12 @@ def load_image(location: str | None, size: int) -> tuple[np.ndarray, bool]:
     if location:
         try:
             return decode(read_bytes(location), size), True
-        except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError):
+        except (
+            OSError,
+            ValueError,
+            UnidentifiedImageError,
+            Image.DecompressionBombError,
+        ):
             pass
     return np.zeros((size, size, 3), dtype=np.uint8), False
 

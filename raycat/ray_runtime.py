@@ -39,8 +39,10 @@ def init_ray(
             log_to_driver=not quiet,
             configure_logging=False,
         )
-        logger.info("started a local Ray instance with %s CPUs",
-                    ray.cluster_resources().get("CPU"))
+        logger.info(
+            "started a local Ray instance with %s CPUs",
+            ray.cluster_resources().get("CPU"),
+        )
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = not quiet and bool(os.environ.get("RAYCAT_PROGRESS"))
     ctx.print_on_execution_start = False

@@ -136,7 +136,9 @@ def dump_snapshots(run: Run, store: LabelStore, iteration: int) -> Path:
     current = current[current["product_id"].isin(pool_set)]
     for source in LABEL_SOURCES:
         for value, prefix in ((1, "pos"), (0, "neg")):
-            part = current[(current["source"] == source.value) & (current["value"] == value)]
+            part = current[
+                (current["source"] == source.value) & (current["value"] == value)
+            ]
             grouped = part.groupby("product_id")["category"].agg(sorted)
             dev[f"{prefix}_{source.value}"] = [
                 grouped.get(pid, []) for pid in dev["product_id"]

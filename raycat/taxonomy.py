@@ -308,8 +308,9 @@ class Taxonomy:
         no more likely than its parent); ``mode="max"`` raises each parent to
         its most likely descendant, bottom up.  Returns a new array.
         """
-        probs = np.asarray(probs, dtype=np.float64 if probs.dtype == np.float64
-                           else np.float32)
+        probs = np.asarray(
+            probs, dtype=np.float64 if probs.dtype == np.float64 else np.float32
+        )
         if probs.ndim != 2 or probs.shape[1] != len(self.ids):
             raise TaxonomyError(
                 f"probabilities must have shape (n_products, {len(self.ids)}); got "

@@ -12,7 +12,47 @@ TEXT_FIELDS = ("title", "description", "extra_text", "colour")
 # Common colour words of English catalogs.  A config can replace the list
 # (`text.colour_words`); components use it to treat colour as its own feature
 # group or to remove it from the text.
-DEFAULT_COLOUR_WORDS = ["beige", "black", "blue", "bronze", "brown", "copper", "cream", "crimson", "cyan", "gold", "golden", "gray", "grey", "green", "indigo", "ivory", "khaki", "lavender", "lime", "magenta", "maroon", "multicolor", "multicolour", "navy", "olive", "orange", "peach", "pink", "purple", "red", "rose", "silver", "tan", "teal", "turquoise", "violet", "white", "wine", "yellow"]
+DEFAULT_COLOUR_WORDS = [
+    "beige",
+    "black",
+    "blue",
+    "bronze",
+    "brown",
+    "copper",
+    "cream",
+    "crimson",
+    "cyan",
+    "gold",
+    "golden",
+    "gray",
+    "grey",
+    "green",
+    "indigo",
+    "ivory",
+    "khaki",
+    "lavender",
+    "lime",
+    "magenta",
+    "maroon",
+    "multicolor",
+    "multicolour",
+    "navy",
+    "olive",
+    "orange",
+    "peach",
+    "pink",
+    "purple",
+    "red",
+    "rose",
+    "silver",
+    "tan",
+    "teal",
+    "turquoise",
+    "violet",
+    "white",
+    "wine",
+    "yellow",
+]
 
 _WORD = re.compile(r"[a-z0-9]+")
 

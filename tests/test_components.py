@@ -6,8 +6,14 @@ from raycat.components import ComponentError, component_class, load_component
 from raycat.errors import ConfigError
 from raycat.taxonomy import Taxonomy
 
-TAX = Taxonomy.from_paths([["Watches", "Wrist"], ["Watches", "Wall"], ["Kitchen", "Mugs"],
-                           ["Kitchen", "Pans"]])
+TAX = Taxonomy.from_paths(
+    [
+        ["Watches", "Wrist"],
+        ["Watches", "Wall"],
+        ["Kitchen", "Mugs"],
+        ["Kitchen", "Pans"],
+    ]
+)
 VOCAB = {
     "watches/wrist": "wrist watch strap dial analog chronograph",
     "watches/wall": "wall clock hanging round pendulum quartz",
@@ -15,6 +21,7 @@ VOCAB = {
     "kitchen/pans": "frying pan nonstick cookware skillet lid",
 }
 COLOURS = ["red", "blue", "black", "white"]
+FILLER = ["great", "new", "best", "quality", "gift", "home"]
 
 
 def make_frame(n: int, seed: int) -> pd.DataFrame:
@@ -24,7 +31,7 @@ def make_frame(n: int, seed: int) -> pd.DataFrame:
     for i in range(n):
         c = cats[i % len(cats)]
         words = rng.choice(VOCAB[c].split(), size=3).tolist()
-        filler = rng.choice("great new best quality gift home".split(), size=2).tolist()
+        filler = rng.choice(FILLER, size=2).tolist()
         rows.append(
             {
                 "product_id": f"p{seed}-{i}",
@@ -74,7 +81,9 @@ def test_text_models_beat_random(kind):
     y = TAX.multi_hot(TEST["targets"].tolist())
     rand = component_class("random")(TAX)
     rand.fit(TRAIN, VALID)
-    model = component_class(kind)(TAX, {"n_estimators": 20} if kind == "xgboost" else {})
+    model = component_class(kind)(
+        TAX, {"n_estimators": 20} if kind == "xgboost" else {}
+    )
     model.fit(TRAIN, VALID)
 
     def accuracy(p):  # the argmax leaf is the right one
@@ -82,7 +91,9 @@ def test_text_models_beat_random(kind):
         return float((p[:, leaves].argmax(1) == y[:, leaves].argmax(1)).mean())
 
     assert accuracy(model.predict_proba(TEST)) > 0.9
-    assert accuracy(model.predict_proba(TEST)) > accuracy(rand.predict_proba(TEST)) + 0.4
+    assert (
+        accuracy(model.predict_proba(TEST)) > accuracy(rand.predict_proba(TEST)) + 0.4
+    )
 
 
 def test_random_predicts_training_frequencies():
@@ -94,8 +105,11 @@ def test_random_predicts_training_frequencies():
 
 
 def test_bad_hyperparameters_are_named():
-    with pytest.raises(ConfigError, match=r"component 'lin' \(linear\): invalid hyper"
-                       r"parameters: C: Input should be greater than 0"):
+    with pytest.raises(
+        ConfigError,
+        match=r"component 'lin' \(linear\): invalid hyper"
+        r"parameters: C: Input should be greater than 0",
+    ):
         component_class("linear")(TAX, {"C": -1}, name="lin")
     with pytest.raises(ConfigError, match=r"Extra inputs are not permitted"):
         component_class("random")(TAX, {"nope": 1})

@@ -82,7 +82,12 @@ def test_tiny_catalog_loads_into_canonical_columns(tmp_path):
     cat = load_catalog(cfg)
     df = cat.products
     assert list(df.columns) == [
-        "product_id", "title", "description", "extra_text", "colour", "image",
+        "product_id",
+        "title",
+        "description",
+        "extra_text",
+        "colour",
+        "image",
         "category_path",
     ]
     assert df["product_id"].tolist()[:2] == ["p1", "p2"]
@@ -142,24 +147,34 @@ def test_taxonomy_from_a_parent_child_table(tmp_path):
     folder = tmp_path / "t"
     write_tiny_catalog(folder)
     pd.DataFrame(
-        {"parent": ["", "Watches", "", "Kitchen"], "child": ["Watches", "Clocks",
-         "Kitchen", "Mugs"]}
+        {
+            "parent": ["", "Watches", "", "Kitchen"],
+            "child": ["Watches", "Clocks", "Kitchen", "Mugs"],
+        }
     ).to_csv(folder / "tree.csv", index=False)
-    pd.DataFrame({"product_id": ["p3", "p4", "p5"], "category": ["Watches > Clocks",
-                  "Kitchen > Mugs", "kitchen/mugs"]}).to_csv(
-        folder / "gt.csv", index=False
-    )
+    pd.DataFrame(
+        {
+            "product_id": ["p3", "p4", "p5"],
+            "category": ["Watches > Clocks", "Kitchen > Mugs", "kitchen/mugs"],
+        }
+    ).to_csv(folder / "gt.csv", index=False)
     data = yaml.safe_load((folder / "config.yaml").read_text())
     data["dataset"]["taxonomy"] = {"source": "table", "table": "tree.csv"}
-    data["dataset"]["ground_truth"] = {"source": "table", "table": "gt.csv",
-                                        "test_size": 1}
+    data["dataset"]["ground_truth"] = {
+        "source": "table",
+        "table": "gt.csv",
+        "test_size": 1,
+    }
     cfg = parse_config(data, base_dir=folder)
     cat = load_catalog(cfg)
     tax = build_taxonomy(cfg, cat)
     assert tax.ids == ["kitchen", "watches", "kitchen/mugs", "watches/clocks"]
     gt = ground_truth_for(cfg, cat, tax)
-    assert gt.labels == {"p3": ["watches/clocks"], "p4": ["kitchen/mugs"],
-                         "p5": ["kitchen/mugs"]}
+    assert gt.labels == {
+        "p3": ["watches/clocks"],
+        "p4": ["kitchen/mugs"],
+        "p5": ["kitchen/mugs"],
+    }
     assert len(gt.test_ids) == 1 and len(gt.pool_ids) == 7
 
     pd.DataFrame({"product_id": ["p3"], "category": ["Watches > Nope"]}).to_csv(
@@ -172,9 +187,10 @@ def test_taxonomy_from_a_parent_child_table(tmp_path):
 def test_split_is_stratified_seeded_and_exact():
     tax = Taxonomy.from_paths([["A", "x"], ["B", "y"]])
     labels = {f"a{i}": ["a/x"] for i in range(30)} | {f"b{i}": ["b"] for i in range(10)}
-    ids = sorted(labels) + ["nolabel"]
-    test, pool = split_test(labels, ids, tax, test_fraction=0.25, test_size=None,
-                            seed=1)
+    ids = [*sorted(labels), "nolabel"]
+    test, pool = split_test(
+        labels, ids, tax, test_fraction=0.25, test_size=None, seed=1
+    )
     assert len(test) == 10
     assert sum(t.startswith("a") for t in test) == 8  # 30 * 0.25 rounded
     assert "nolabel" in pool and not set(test) & set(pool)

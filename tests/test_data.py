@@ -5,7 +5,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from raycat.data import ImageDecoder, split_train_valid, targets_from_sources, with_images
+from raycat.data import (
+    ImageDecoder,
+    split_train_valid,
+    targets_from_sources,
+    with_images,
+)
 
 
 @pytest.fixture
@@ -18,8 +23,10 @@ def three_images(tmp_path):
 
 
 def test_decoder_flags_missing_and_corrupt_images(three_images, caplog):
-    batch = {"product_id": np.array(["a", "b", "c", "d"]), "image": np.array(
-        three_images, dtype=object)}
+    batch = {
+        "product_id": np.array(["a", "b", "c", "d"]),
+        "image": np.array(three_images, dtype=object),
+    }
     with caplog.at_level(logging.INFO, logger="raycat.data"):
         out = ImageDecoder(16)(batch)
     assert out["pixels"].shape == (4, 16, 16, 3)
@@ -36,8 +43,10 @@ def test_images_decode_while_streaming_through_ray_data(ray_session, three_image
     ds = rd.from_items(
         [{"product_id": str(i), "image": p or ""} for i, p in enumerate(three_images)]
     )
-    rows = sorted(with_images(ds, 8, batch_size=2, dtype="uint8").take_all(),
-                  key=lambda r: r["product_id"])
+    rows = sorted(
+        with_images(ds, 8, batch_size=2, dtype="uint8").take_all(),
+        key=lambda r: r["product_id"],
+    )
     assert [bool(r["has_image"]) for r in rows] == [True, False, False, False]
     assert rows[0]["pixels"].shape == (8, 8, 3) and rows[0]["pixels"].dtype == np.uint8
 

@@ -54,7 +54,9 @@ def _setup_logging(verbose: bool) -> None:
 
 @app.callback()
 def _main(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Debug logs.")
+    ] = False,
 ) -> None:
     _setup_logging(verbose)
 
@@ -84,17 +86,21 @@ def _print_check(r: dict) -> None:
     t.add_row("products", str(r["products"]))
     img = r["images"]
     t.add_row(
-        "images", f"{img['present']} present, {img['missing']} missing, "
-        f"{img['unreadable']} unreadable"
+        "images",
+        f"{img['present']} present, {img['missing']} missing, "
+        f"{img['unreadable']} unreadable",
     )
     tax = r["taxonomy"]
     levels = ", ".join(f"level {k}: {v}" for k, v in tax["per_level"].items())
     t.add_row("taxonomy", f"{tax['categories']} categories ({levels})")
     for source, c in r["label_coverage"].items():
-        extra = ", ".join(f"{k} {v}" for k, v in c.items() if k not in ("products", "share"))
+        extra = ", ".join(
+            f"{k} {v}" for k, v in c.items() if k not in ("products", "share")
+        )
         t.add_row(
             f"labels: {source}",
-            f"{c['products']} products ({c['share']:.1%})" + (f"; {extra}" if extra else ""),
+            f"{c['products']} products ({c['share']:.1%})"
+            + (f"; {extra}" if extra else ""),
         )
     out.print(t)
     for p in r["problems"]:
@@ -205,8 +211,13 @@ def train_pred(
     summary = run_train_pred(load_config(config), names)
     rows = headline(summary)
     if as_json:
-        _emit_json({"home": summary["home"], "components": rows,
-                    "details": summary["components"]})
+        _emit_json(
+            {
+                "home": summary["home"],
+                "components": rows,
+                "details": summary["components"],
+            }
+        )
     else:
         _print_rows(f"train-pred: test metrics ({summary['n_test']} products)", rows)
     if any("error" in r for r in rows):

@@ -83,7 +83,8 @@ class Component(ABC):
                 self.params = self.Params.model_validate(dict(params or {}))
             except ValidationError as err:
                 problems = "; ".join(
-                    f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r})"
+                    f"{'.'.join(map(str, e['loc']))}: {e['msg']} "
+                    f"(got {e.get('input')!r})"
                     for e in err.errors()
                 )
                 raise ConfigError(
@@ -99,7 +100,11 @@ class Component(ABC):
 
     @abstractmethod
     def fit(
-        self, train: pd.DataFrame, valid: pd.DataFrame, *, report: Reporter | None = None
+        self,
+        train: pd.DataFrame,
+        valid: pd.DataFrame,
+        *,
+        report: Reporter | None = None,
     ) -> dict[str, Any]:
         """Train on ``train``; ``valid`` is for early stopping and per-epoch
         metrics.  Returns what training did (epochs, final losses...)."""

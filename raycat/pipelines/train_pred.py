@@ -64,9 +64,9 @@ def write_predictions(
 def read_predictions(path: Path, taxonomy: Taxonomy) -> tuple[list[str], np.ndarray]:
     table = pq.read_table(path)
     ids = table.column("product_id").to_pylist()
-    probs = np.column_stack(
-        [table.column(c).to_numpy() for c in taxonomy.ids]
-    ).astype(np.float32)
+    probs = np.column_stack([table.column(c).to_numpy() for c in taxonomy.ids]).astype(
+        np.float32
+    )
     return ids, probs
 
 
@@ -132,7 +132,7 @@ def train_and_evaluate(
             "model": str(model_dir),
             "predictions": str(pred_dir),
         }
-    except Exception as err:  # noqa: BLE001 - reported per component, see docstring
+    except Exception as err:
         logger.error("component %s failed: %s", name, err)
         return {
             "component": name,
@@ -204,7 +204,7 @@ def run_train_pred(
         name = pending.pop(done[0])
         try:
             res = ray.get(done[0])
-        except Exception as err:  # noqa: BLE001 - a crashed worker, not a Python error
+        except Exception as err:
             res = {"component": name, "ok": False, "error": str(err)}
         results[name] = res
         status = (
