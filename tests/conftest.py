@@ -63,7 +63,9 @@ def write_tiny_catalog(
         },
     }
     if rules is not None:
-        (folder / "rules.yaml").write_text(yaml.safe_dump({"version": 1, "rules": rules}))
+        (folder / "rules.yaml").write_text(
+            yaml.safe_dump({"version": 1, "rules": rules})
+        )
         cfg["dataset"]["rules"] = "rules.yaml"
     for key, value in dataset_overrides.items():
         cfg["dataset"][key] = value

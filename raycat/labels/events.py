@@ -53,9 +53,7 @@ class LabelEvent:
                 f"{[s.value for s in Source]}, got {self.source!r}"
             ) from None
         if not self.product_id:
-            raise LabelError(
-                f"label for category {self.category!r}: empty product id"
-            )
+            raise LabelError(f"label for category {self.category!r}: empty product id")
 
 
 def propagate(events: Iterable[LabelEvent], taxonomy: Taxonomy) -> list[LabelEvent]:
@@ -78,7 +76,9 @@ def propagate(events: Iterable[LabelEvent], taxonomy: Taxonomy) -> list[LabelEve
             if ev.value == 1
             else taxonomy.descendants(ev.category)
         )
-        batch = [ev] + [replace(ev, category=c, derived_from=ev.category) for c in implied]
+        batch = [ev] + [
+            replace(ev, category=c, derived_from=ev.category) for c in implied
+        ]
         for e in batch:
             key = (e.labeler, e.product_id, e.category, e.iteration, e.source.value)
             seen = out.get(key)
