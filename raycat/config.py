@@ -182,6 +182,14 @@ class TrainingConfig(_Model):
     default_threshold: float = Field(0.5, gt=0, lt=1)
 
 
+class TuningConfig(_Model):
+    # Folder of search-space files (<component>.yaml or <kind>.yaml); defaults
+    # to `components/` next to the pipeline config, then to raycat's own.
+    spaces_dir: str | None = None
+    # Overrides every component's number of trials (a quick smoke run).
+    trials: int | None = Field(None, ge=1)
+
+
 def _default_components() -> dict[str, ComponentSpec]:
     # The classical set: the baseline, linear models on a word histogram and
     # on TF-IDF with colour words as their own group and without them, xgboost.
@@ -220,6 +228,7 @@ class PipelineConfig(_Model):
     dataset: DatasetConfig
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     components: dict[str, ComponentSpec] = Field(default_factory=_default_components)
+    tuning: TuningConfig = Field(default_factory=TuningConfig)
     # Where the YAML file was read from; paths were resolved against its folder.
     source_path: str | None = Field(None, exclude=True)
 
@@ -275,6 +284,10 @@ def parse_config(
     ds.taxonomy.table = _resolve(base, ds.taxonomy.table)
     ds.ground_truth.table = _resolve(base, ds.ground_truth.table)
     ds.rules = _resolve(base, ds.rules)
+    if cfg.tuning.spaces_dir is not None:
+        cfg.tuning.spaces_dir = _resolve(base, cfg.tuning.spaces_dir)
+    elif (base / "components").is_dir():
+        cfg.tuning.spaces_dir = str(base / "components")
     if ds.ground_truth.source == "path_column" and not ds.ground_truth.column:
         if ds.taxonomy.source != "path_column":
             raise ConfigError(

@@ -236,6 +236,47 @@ def _print_rows(title: str, rows: list[dict]) -> None:
     out.print(t)
 
 
+@app.command("tune")
+def tune_cmd(
+    config: ConfigArg,
+    components: Annotated[
+        str | None,
+        typer.Option("--components", "-c", help="Comma-separated component names."),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Finish an interrupted search.")
+    ] = False,
+    trials: Annotated[
+        int | None, typer.Option("--trials", min=1, help="Trials per component.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Tune every component with Optuna on Ray Tune, all in parallel; refit and
+    evaluate the best of each, and save its hyperparameters as JSON."""
+    from raycat.config import load_config
+    from raycat.tuning.runner import run_tune, summary_rows
+
+    cfg = load_config(config)
+    if trials is not None:
+        cfg.tuning.trials = trials
+    names = [c.strip() for c in components.split(",")] if components else None
+    summary = run_tune(cfg, names, resume=resume)
+    rows = summary_rows(summary)
+    if as_json:
+        _emit_json(
+            {
+                "home": summary["home"],
+                "wall_s": summary["wall_s"],
+                "components": rows,
+                "details": summary["components"],
+            }
+        )
+    else:
+        _print_rows(f"tune: best of each component ({summary['wall_s']} s)", rows)
+    if any("error" in r for r in rows):
+        raise typer.Exit(1)
+
+
 @app.command("quickstart")
 def quickstart(
     config: Annotated[
