@@ -10,11 +10,19 @@ import importlib
 
 from raycat.components.base import Component, ComponentError
 
-# kind -> "module:Class".  Later issues add the Keras components and ensembles.
+# kind -> "module:Class".  Later issues add the ensembles.
 KINDS: dict[str, str] = {
     "random": "raycat.components.classical:RandomComponent",
     "linear": "raycat.components.classical:LinearComponent",
     "xgboost": "raycat.components.xgb:XGBoostComponent",
+    # Keras 3 / TensorFlow components (raycat.components.keras).
+    "embed_mean": "raycat.components.keras.text:EmbedMeanComponent",
+    "embed_tfidf": "raycat.components.keras.text:EmbedTfidfComponent",
+    "text_cnn": "raycat.components.keras.text:TextCNNComponent",
+    "text_lstm": "raycat.components.keras.text:TextLSTMComponent",
+    "image": "raycat.components.keras.image:ImageComponent",
+    "wide_deep_conv": "raycat.components.keras.joint:WideDeepConvComponent",
+    "rnn_wide_conv": "raycat.components.keras.joint:RnnWideConvComponent",
 }
 
 

@@ -26,12 +26,12 @@ import pandas as pd
 
 from raycat.config import ComponentSpec, PipelineConfig
 from raycat.tuning.spaces import (
+    OptunaSpace,
     TuningSpec,
     find_space_file,
     load_spec,
     merge,
     nest,
-    OptunaSpace,
 )
 
 logger = logging.getLogger(__name__)
