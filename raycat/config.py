@@ -29,6 +29,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from raycat.errors import ConfigError
+from raycat.metrics.store import MetricsConfig
 
 URI_SCHEMES = ("s3://", "gs://", "gcs://", "hdfs://", "abfs://", "file://")
 
@@ -188,6 +189,80 @@ class TuningConfig(_Model):
     spaces_dir: str | None = None
     # Overrides every component's number of trials (a quick smoke run).
     trials: int | None = Field(None, ge=1)
+    # Overrides every component's concurrency limit.
+    max_concurrent: int | None = Field(None, ge=1)
+
+
+class WeightedEnsembleConfig(_Model):
+    """How the weighted ensemble picks its weights (on held-out predictions)."""
+
+    # log_loss is smooth, so an exact optimizer finds its weights; the F1
+    # metrics are step functions of the weights and are searched instead.
+    metric: Literal["log_loss", "micro_f1", "macro_f1", "hierarchical_f1"] = "log_loss"
+    # Random weight vectors tried by the F1 search before refining the best;
+    # each costs one threshold choice and one evaluation (~0.1 s on 1k x 300).
+    samples: int = Field(48, ge=1)
+
+
+class StackedEnsembleConfig(_Model):
+    """The stacked ensemble: a logistic regression on the components' scores."""
+
+    # One set of coefficients for every category (rows are (product, category)
+    # pairs) instead of one logistic regression per category.
+    shared_coefficients: bool = False
+    # Inverse regularization strengths tried by cross-validation.
+    Cs: list[float] = Field(default_factory=lambda: [0.01, 0.1, 1.0, 10.0])
+    cv: int = Field(3, ge=2)
+    # A category needs this many positive (and negative) held-out products for
+    # a model of its own; fewer, and its coefficients would be noise.
+    min_positives: int = Field(8, ge=2)
+    # What a category with too few positives uses instead.
+    fallback: Literal["shared", "average"] = "shared"
+
+    @model_validator(mode="after")
+    def _check_cs(self) -> StackedEnsembleConfig:
+        bad = [c for c in self.Cs if not c > 0]
+        if not self.Cs or bad:
+            raise ValueError(
+                "Cs must be a non-empty list of positive regularization strengths, "
+                f"e.g. [0.01, 0.1, 1, 10]; got {self.Cs}"
+            )
+        if self.cv > self.min_positives:
+            raise ValueError(
+                f"cv ({self.cv}) must not exceed min_positives ({self.min_positives})"
+                ": every cross-validation fold needs a positive product; lower cv "
+                "or raise min_positives"
+            )
+        return self
+
+
+class EnsembleConfig(_Model):
+    """The ``ensemble`` section: cross-fitting, combiners and model selection."""
+
+    # Folds of the cross-fitting that makes held-out predictions on the dev set;
+    # each component is trained k times, so k trades time for data.
+    folds: int = Field(5, ge=2, le=20)
+    # Seeds the fold assignment, the meta-train / meta-valid halves, shuffles
+    # and searches.
+    seed: int = 0
+    # Components to combine; None means every enabled component whose kind is
+    # not "random" (a baseline that only adds noise to an ensemble).
+    components: list[str] | None = None
+    # The validation metric that picks the run's current model.
+    selection_metric: Literal["micro_f1", "macro_f1", "hierarchical_f1"] = (
+        "hierarchical_f1"
+    )
+    weighted: WeightedEnsembleConfig = Field(default_factory=WeightedEnsembleConfig)
+    stacked: StackedEnsembleConfig = Field(default_factory=StackedEnsembleConfig)
+
+    @model_validator(mode="after")
+    def _check_components(self) -> EnsembleConfig:
+        if self.components is not None and len(set(self.components)) < 2:
+            raise ValueError(
+                "an ensemble needs at least 2 distinct components; list 2 or more "
+                f"names in ensemble.components, or leave it out; got {self.components}"
+            )
+        return self
 
 
 def _default_components() -> dict[str, ComponentSpec]:
@@ -229,6 +304,9 @@ class PipelineConfig(_Model):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     components: dict[str, ComponentSpec] = Field(default_factory=_default_components)
     tuning: TuningConfig = Field(default_factory=TuningConfig)
+    # Where every trial result and evaluation goes: local files by default.
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
     # Where the YAML file was read from; paths were resolved against its folder.
     source_path: str | None = Field(None, exclude=True)
 

@@ -8,6 +8,7 @@ from raycat.components import load_component
 from raycat.config import load_config
 from raycat.demo import generate_catalog
 from raycat.errors import ConfigError
+from raycat.metrics import open_metrics_store
 from raycat.pipelines.train_pred import (
     read_predictions,
     run_train_pred,
@@ -57,6 +58,12 @@ def test_train_pred_on_a_synthetic_catalog(ray_session, demo_config):
     assert taxonomy.is_consistent(probs)
     params = json.loads((home / "models" / "tfidf" / "params.json").read_text())
     assert params["text"]["colour"] == "remove"
+    with open_metrics_store(config.metrics, config.home) as store:
+        records = store.read(pipeline="train-pred")
+    assert set(records["component"]) == {"random", "tfidf", "xgb"}
+    assert set(records["split"]) == {"valid", "test"}
+    assert (records["metric.hierarchical_f1"] >= 0).all()
+
     model = load_component(home / "models" / "tfidf")
     catalog = __import__("pandas").read_parquet(home / "catalog.parquet")
     again = model.predict_proba(catalog.set_index("product_id").loc[ids].reset_index())

@@ -13,6 +13,7 @@ import yaml
 from raycat.config import load_config
 from raycat.demo import generate_catalog
 from raycat.errors import ConfigError
+from raycat.metrics import open_metrics_store
 from raycat.tuning.runner import run_tune, summary_rows
 from raycat.tuning.spaces import OptunaSpace, TuningSpec, load_spec, merge, nest
 
@@ -149,6 +150,14 @@ def test_tune_runs_components_in_parallel_and_saves_the_best(ray_session, tune_c
     )
     assert saved["model"] == best["model"]
     assert len(_finished_trials(config.home_path / "tune" / "tfidf")) == 5
+
+    with open_metrics_store(config.metrics, config.home) as store:
+        records = store.read(pipeline="tune", component="tfidf")
+    trials = records[records["kind"] == "trial_result"]
+    assert trials["trial"].nunique() == 5
+    assert trials["metric.val_hierarchical_f1"].notna().all()
+    final = records[records["kind"] == "evaluation"]
+    assert set(final["split"]) == {"valid", "test"}
 
 
 def test_killed_search_resumes_without_redoing_trials(

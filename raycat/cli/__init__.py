@@ -302,6 +302,18 @@ def quickstart(
     out.print("rules: " + ", ".join(f"{k} {v}" for k, v in result["rules"].items()))
 
 
+def _register_optional_commands() -> None:
+    """Commands that live in their own modules."""
+    try:
+        from raycat.cli.ensemble import register as register_ensemble
+    except ImportError:  # the ensemble command is being written (issue 6)
+        return
+    register_ensemble(app)
+
+
+_register_optional_commands()
+
+
 def main() -> None:
     """Console-script entry point: domain errors become one clear line and exit
     status 2, not a traceback."""

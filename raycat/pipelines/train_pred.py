@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 
 from raycat.config import ComponentSpec, PipelineConfig
 from raycat.errors import ConfigError
+from raycat.pipelines.records import record_evaluations
 from raycat.taxonomy import Taxonomy
 
 logger = logging.getLogger(__name__)
@@ -129,6 +130,7 @@ def train_and_evaluate(
             "fit_s": round(fit_s, 2),
             "wall_s": round(time.time() - started, 2),
             "metrics": metrics,
+            "params": comp.params.model_dump(),
             "model": str(model_dir),
             "predictions": str(pred_dir),
         }
@@ -232,6 +234,7 @@ def run_train_pred(
     }
     out = run.paths.home / "metrics" / "train-pred.json"
     out.write_text(json.dumps(summary, indent=1, default=str))
+    record_evaluations(config, "train-pred", summary["components"])
     return summary
 
 

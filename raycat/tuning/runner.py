@@ -138,7 +138,8 @@ def tune_component(
     dev: pd.DataFrame,
     home: str,
     resume: bool,
-    extra_callbacks: list | None = None,
+    metrics_config=None,
+    run_name: str = "raycat",
 ) -> dict[str, Any]:
     """Run (or resume) one component's Tune experiment; returns the best
     trial's hyperparameters and what the search did."""
@@ -201,7 +202,20 @@ def tune_component(
             study_name=f"raycat-{name}",
             seed=spec.seed,
         )
-        callbacks = [_progress_callback(name, spec), *(extra_callbacks or [])]
+        from raycat.metrics import MetricsConfig
+        from raycat.metrics.tune_callback import MetricsStoreCallback
+
+        callbacks = [
+            _progress_callback(name, spec),
+            MetricsStoreCallback(
+                metrics_config or MetricsConfig(),
+                home,
+                run_name,
+                "tune",
+                name,
+                split="valid",
+            ),
+        ]
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
@@ -266,6 +280,8 @@ def tuning_specs(config: PipelineConfig, names: list[str]) -> dict[str, TuningSp
         spec = load_spec(path)
         if config.tuning.trials is not None:
             spec.trials = config.tuning.trials
+        if config.tuning.max_concurrent is not None:
+            spec.max_concurrent = config.tuning.max_concurrent
         out[name] = spec
         logger.info(
             "search space of %s: %s (%d trials)", name, spec.source, spec.trials
@@ -278,12 +294,18 @@ def run_tune(
     components: list[str] | None = None,
     *,
     resume: bool = False,
+    sequential: bool = False,
 ) -> dict[str, Any]:
     """Tune every selected component in parallel, then refit and evaluate the
-    best of each.  Returns the summary written to ``metrics/tune.json``."""
+    best of each.  Returns the summary written to ``metrics/tune.json``.
+
+    ``sequential=True`` runs one component's search after another (for
+    debugging, and as the baseline of ``bench/bench_tune_parallel.py``).
+    """
     import ray
 
     from raycat.data import load_frame, read_split
+    from raycat.pipelines.records import record_evaluations
     from raycat.pipelines.train_pred import select_components, train_and_evaluate
     from raycat.ray_runtime import init_ray
     from raycat.run import prepare_run
@@ -312,8 +334,9 @@ def run_tune(
 
     # Tune drives each experiment from a task that holds no CPU itself.
     tune_task = ray.remote(num_cpus=0, max_retries=0)(tune_component)
-    pending = {
-        tune_task.options(name=f"tune:{name}").remote(
+
+    def launch(name: str):
+        return tune_task.options(name=f"tune:{name}").remote(
             name,
             selected[name].model_dump(),
             specs[name].model_dump(),
@@ -321,13 +344,22 @@ def run_tune(
             dev_ref,
             home,
             resume,
-        ): name
-        for name in selected
-    }
+            config.metrics,
+            config.name,
+        )
+
+    waiting = list(selected)
+    pending = {}
+    for name in waiting[: 1 if sequential else len(waiting)]:
+        pending[launch(name)] = name
+    waiting = waiting[len(pending) :]
     final_task = ray.remote(train_and_evaluate)
     searches: dict[str, dict] = {}
     finals: dict[Any, str] = {}
-    while pending or finals:
+    while pending or finals or waiting:
+        if waiting and not pending and not finals:
+            name = waiting.pop(0)
+            pending[launch(name)] = name
         done, _ = ray.wait(list(pending) + list(finals), num_returns=1)
         ref = done[0]
         if ref in pending:
@@ -386,6 +418,9 @@ def run_tune(
     }
     out = run.paths.home / "metrics" / "tune.json"
     out.write_text(json.dumps(summary, indent=1, default=str))
+    record_evaluations(
+        config, "tune", [s["final"] for s in searches.values() if "final" in s]
+    )
     return summary
 
 
