@@ -277,6 +277,40 @@ def tune_cmd(
         raise typer.Exit(1)
 
 
+@app.command("score")
+def score_cmd(
+    config: ConfigArg,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="A model name under models/ or a folder; "
+            "default: the run's current model.",
+        ),
+    ] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Output folder (Parquet).")
+    ] = None,
+    gpus_per_actor: Annotated[float, typer.Option("--gpus-per-actor", min=0)] = 0.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Batch-score the unlabeled pool with Ray Data: the current model's,
+    text and image probabilities, entropy and image/text disagreement."""
+    from raycat.config import load_config
+    from raycat.pipelines.score import score_pool
+
+    summary = score_pool(
+        load_config(config),
+        model=model,
+        out_dir=out_dir,
+        gpus_per_actor=gpus_per_actor,
+    )
+    if as_json:
+        _emit_json(summary)
+    else:
+        out.print(f"scored {summary['products']} products -> {summary['scores']}")
+
+
 @app.command("quickstart")
 def quickstart(
     config: Annotated[

@@ -1,0 +1,251 @@
+"""score: batch-score the unlabeled pool with Ray Data, streaming.
+
+Every pool product goes through an actor pool; each actor loads the models
+once (the current model, the best text-only component and the image
+component) and writes, per product:
+
+- ``p_model``: the current model's probability per category;
+- ``p_text`` / ``p_image``: the text-only and image models' (absent when the
+  run has no such model);
+- ``entropy``: each category's binary entropy under the current model, and
+  ``product_entropy``: their mean;
+- ``disagreement``: ``|p_image - p_text|`` per category.
+
+The output is a folder of Parquet files (fixed-size list columns, categories in
+``taxonomy.json`` order), written as the stream goes, so memory does not grow
+with the pool.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from raycat.config import PipelineConfig
+from raycat.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+# Kinds that read no text: an image model's disagreement with a text model is
+# a signal; two text models' is not.
+IMAGE_KINDS = {"image"}
+JOINT_OR_ENSEMBLE_KINDS = {"wide_deep_conv", "rnn_wide_conv", "weighted", "stacked"}
+EPS = 1e-7
+
+
+def binary_entropy(p: np.ndarray) -> np.ndarray:
+    """Entropy in bits of each Bernoulli probability."""
+    q = np.clip(p, EPS, 1 - EPS)
+    return -(q * np.log2(q) + (1 - q) * np.log2(1 - q))
+
+
+def trained_models(home: str | Path) -> dict[str, dict[str, Any]]:
+    """Saved models under ``<home>/models`` with their kind and their latest
+    validation metrics from the metrics JSON files (tune wins over train-pred)."""
+    home = Path(home)
+    found: dict[str, dict[str, Any]] = {}
+    for manifest in sorted((home / "models").glob("*/component.json")):
+        data = json.loads(manifest.read_text())
+        found[manifest.parent.name] = {
+            "kind": data["kind"],
+            "path": str(manifest.parent),
+            "valid": None,
+        }
+    for source in ("train-pred.json", "tune.json", "ensemble.json"):
+        path = home / "metrics" / source
+        if not path.is_file():
+            continue
+        for entry in json.loads(path.read_text()).get("components", []):
+            result = entry.get("final", entry)
+            name = result.get("component")
+            if result.get("ok") and name in found:
+                found[name]["valid"] = result["metrics"]["valid"]
+    return found
+
+
+def _valid_score(info: dict[str, Any], metric: str) -> float:
+    return float((info.get("valid") or {}).get(metric, -1.0))
+
+
+def choose_models(
+    home: str | Path, model: str | None = None, *, metric: str = "hierarchical_f1"
+) -> dict[str, str | None]:
+    """Model folders for the ``current``, ``text`` and ``image`` roles.
+
+    ``current``: ``model`` (a name under models/ or a folder), else the run's
+    current model (``current.json``), else the best saved component by
+    validation ``metric``.  ``text``: the best text-only component.
+    ``image``: the best image component, or None.
+    """
+    home = Path(home)
+    models = trained_models(home)
+    if not models:
+        raise ConfigError(
+            f"no trained model under {home / 'models'}; run `raycat train-pred` or "
+            "`raycat tune` first"
+        )
+    ranked = sorted(models, key=lambda n: _valid_score(models[n], metric), reverse=True)
+
+    if model is not None:
+        current = models[model]["path"] if model in models else model
+        if not Path(current, "component.json").is_file():
+            raise ConfigError(
+                f"--model {model!r} is neither a trained model of this run "
+                f"({sorted(models)}) nor a folder holding a saved component"
+            )
+    elif (home / "current.json").is_file():
+        current = json.loads((home / "current.json").read_text())["path"]
+    else:
+        current = models[ranked[0]]["path"]
+
+    text = [
+        n
+        for n in ranked
+        if models[n]["kind"] not in IMAGE_KINDS | JOINT_OR_ENSEMBLE_KINDS
+        and models[n]["kind"] != "random"
+    ]
+    image = [n for n in ranked if models[n]["kind"] in IMAGE_KINDS]
+    return {
+        "current": current,
+        "text": models[text[0]]["path"] if text else None,
+        "image": models[image[0]]["path"] if image else None,
+    }
+
+
+class PoolScorer:
+    """``map_batches`` class: loads the models once per actor."""
+
+    def __init__(self, roles: dict[str, str | None]):
+        from raycat.components import load_component
+
+        self.models = {
+            role: load_component(path) for role, path in roles.items() if path
+        }
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        p_model = self.models["current"].predict_proba(batch).astype(np.float32)
+        entropy = binary_entropy(p_model).astype(np.float32)
+        out = {
+            "product_id": batch["product_id"],
+            "p_model": p_model,
+            "entropy": entropy,
+            "product_entropy": entropy.mean(axis=1),
+        }
+        if "text" in self.models:
+            out["p_text"] = self.models["text"].predict_proba(batch).astype(np.float32)
+        if "image" in self.models:
+            out["p_image"] = (
+                self.models["image"].predict_proba(batch).astype(np.float32)
+            )
+        if "p_text" in out and "p_image" in out:
+            out["disagreement"] = np.abs(out["p_image"] - out["p_text"])
+        return out
+
+
+def score_pool(
+    config: PipelineConfig,
+    *,
+    model: str | None = None,
+    out_dir: str | Path | None = None,
+    product_ids: list[str] | None = None,
+    batch_size: int = 1024,
+    max_actors: int | None = None,
+    gpus_per_actor: float = 0.0,
+) -> dict[str, Any]:
+    """Score the pool (every non-test product, or ``product_ids``) and write
+    Parquet under ``out_dir`` (default ``<home>/scores/latest``)."""
+    import pyarrow.parquet as pq
+    import ray
+    import ray.data
+
+    from raycat.data import CATALOG_COLUMNS, read_split
+    from raycat.ray_runtime import init_ray
+    from raycat.run import RunPaths
+
+    started = time.time()
+    paths = RunPaths(Path(config.home))
+    if not paths.catalog.is_file():
+        raise ConfigError(
+            f"{paths.catalog} is missing; run `raycat prepare` (or train-pred) first"
+        )
+    roles = choose_models(paths.home, model)
+    logger.info(
+        "scoring with current=%s, text=%s, image=%s",
+        *(Path(p).name if p else None for p in roles.values()),
+    )
+    if roles["image"] is None:
+        logger.warning(
+            "no image model in this run: p_image and disagreement are left out, "
+            "so the disagreement strategy has no candidates"
+        )
+    init_ray()
+
+    if product_ids is None:
+        snapshot = paths.latest_snapshot()
+        if snapshot is None:
+            raise ConfigError("no snapshot in the run's home; run `raycat prepare`")
+        ds = read_split(paths.catalog, snapshot, "dev").select_columns(CATALOG_COLUMNS)
+    else:
+        ids = ray.data.from_items([{"product_id": p} for p in product_ids])
+        catalog = ray.data.read_parquet(str(paths.catalog)).select_columns(
+            CATALOG_COLUMNS
+        )
+        ds = ids.join(catalog, join_type="inner", num_partitions=1, on=("product_id",))
+
+    out = Path(out_dir) if out_dir else paths.home / "scores" / "latest"
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    scored = ds.map_batches(
+        PoolScorer,
+        fn_constructor_args=(roles,),
+        batch_size=batch_size,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(
+            min_size=1, max_size=max_actors or max(1, cpus - 1)
+        ),
+        num_gpus=gpus_per_actor,
+    )
+    scored.write_parquet(str(out))
+    n_products = sum(pq.read_metadata(f).num_rows for f in out.glob("*.parquet"))
+    summary = {
+        "scores": str(out),
+        "products": n_products,
+        "models": roles,
+        "wall_s": round(time.time() - started, 1),
+    }
+    (out / "_scoring.json").write_text(json.dumps(summary, indent=1))
+    logger.info(
+        "scored %d products in %.1f s -> %s", n_products, summary["wall_s"], out
+    )
+    return summary
+
+
+def read_scores(folder: str | Path) -> dict[str, np.ndarray]:
+    """Load a scores folder into arrays (rows sorted by product id)."""
+    import pyarrow.dataset as pads
+
+    table = pads.dataset(str(folder), format="parquet").to_table()
+    order = np.argsort(np.asarray(table["product_id"].to_pylist(), dtype=object))
+    out: dict[str, np.ndarray] = {
+        "product_id": np.asarray(table["product_id"].to_pylist(), dtype=object)[order]
+    }
+    for name in table.column_names:
+        if name == "product_id":
+            continue
+        col = table[name].combine_chunks()
+        if hasattr(col.type, "list_size") or str(col.type).startswith(
+            ("fixed_size_list", "extension")
+        ):
+            values = np.stack(col.to_numpy(zero_copy_only=False))
+        else:
+            values = col.to_numpy(zero_copy_only=False)
+        out[name] = np.asarray(values)[order]
+    return out
