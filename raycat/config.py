@@ -28,6 +28,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from raycat.active.config import ActiveLearningConfig
 from raycat.errors import ConfigError
 from raycat.metrics.store import MetricsConfig
 
@@ -265,6 +266,19 @@ class EnsembleConfig(_Model):
         return self
 
 
+class RetrainConfig(_Model):
+    """One active-learning iteration (`raycat retrain`)."""
+
+    # Components trained every iteration; null: every enabled component.
+    components: list[str] | None = None
+    # model-R and model-A are both this component; null: the iteration's best.
+    compare_component: str | None = None
+    # Validation metric that picks the iteration's model.
+    selection_metric: Literal["micro_f1", "macro_f1", "hierarchical_f1"] = (
+        "hierarchical_f1"
+    )
+
+
 def _default_components() -> dict[str, ComponentSpec]:
     # The classical set: the baseline, linear models on a word histogram and
     # on TF-IDF with colour words as their own group and without them, xgboost.
@@ -306,6 +320,8 @@ class PipelineConfig(_Model):
     tuning: TuningConfig = Field(default_factory=TuningConfig)
     # Where every trial result and evaluation goes: local files by default.
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    active_learning: ActiveLearningConfig = Field(default_factory=ActiveLearningConfig)
+    retrain: RetrainConfig = Field(default_factory=RetrainConfig)
     ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
     # Where the YAML file was read from; paths were resolved against its folder.
     source_path: str | None = Field(None, exclude=True)

@@ -311,6 +311,86 @@ def score_cmd(
         out.print(f"scored {summary['products']} products -> {summary['scores']}")
 
 
+@app.command("retrain")
+def retrain_cmd(
+    config: ConfigArg,
+    no_update: Annotated[
+        bool,
+        typer.Option(
+            "--no-update",
+            help="Run everything, publish nothing: no new current model, no queue.",
+        ),
+    ] = False,
+    components: Annotated[
+        str | None,
+        typer.Option("--components", "-c", help="Comma-separated component names."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """One active-learning iteration: retrain on every label so far, compare
+    model-R and model-A, score the pool and queue the next page."""
+    from raycat.config import load_config
+    from raycat.pipelines.retrain import run_retrain
+
+    names = [c.strip() for c in components.split(",")] if components else None
+    summary = run_retrain(load_config(config), no_update=no_update, components=names)
+    if as_json:
+        _emit_json(summary)
+        return
+    _print_rows(f"retrain: iteration {summary['iteration']}", summary["components"])
+    for name, c in summary["model_R_vs_A"].items():
+        out.print(
+            f"{name}: test {c['test']}; previous predictions on new random "
+            f"labels {c['previous_on_new_random_labels']}"
+        )
+    out.print(f"page: {summary['page']}")
+    out.print("published" if summary["published"] else "--no-update: nothing published")
+
+
+@app.command("simulate")
+def simulate_cmd(
+    config: ConfigArg,
+    iterations: Annotated[int, typer.Option("--iterations", min=1)] = 3,
+    labels: Annotated[int | None, typer.Option("--labels", min=1)] = None,
+    seeds: Annotated[int, typer.Option("--seeds", min=1)] = 3,
+    noise: Annotated[float, typer.Option("--noise", min=0.0, max=1.0)] = 0.0,
+    components: Annotated[
+        str | None,
+        typer.Option(
+            "--components",
+            "-c",
+            help="Components retrained each "
+            "iteration (default: one linear text model).",
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Whole active-learning runs with an oracle answering from the ground
+    truth: learning curves of model-R, model-A and a random baseline."""
+    from raycat.config import load_config
+    from raycat.pipelines.simulate import default_components, run_simulation
+
+    cfg = load_config(config)
+    names = (
+        [c.strip() for c in components.split(",")]
+        if components
+        else default_components(cfg)
+    )
+    result = run_simulation(
+        cfg,
+        iterations=iterations,
+        labels=labels,
+        seeds=seeds,
+        noise=noise,
+        components=names,
+    )
+    if as_json:
+        _emit_json({k: v for k, v in result.items() if k != "rows"})
+        return
+    _print_rows("simulate: mean learning curves over seeds", result["curves"])
+    out.print(f"table: {result['table']}")
+
+
 @app.command("quickstart")
 def quickstart(
     config: Annotated[

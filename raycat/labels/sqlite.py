@@ -11,6 +11,7 @@ disk (or a cluster's shared block volume), not on a network mount.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sqlite3
@@ -28,14 +29,21 @@ from raycat.labels.store import (
     COUNT_KEYS,
     CURRENT_COLUMNS,
     EVENT_COLUMNS,
+    QUEUE_COLUMNS,
+    QUEUE_FLOAT_COLUMNS,
+    QUEUE_ITEM_COLUMNS,
+    QUEUE_STATUSES,
     LabelStore,
 )
 from raycat.taxonomy import Taxonomy
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-"""The layout of the tables below; bump it (and migrate) when they change."""
+SCHEMA_VERSION = 2
+"""The layout of the tables below; bump it (and add a migration) when they change.
+
+Version 1: the labels.  Version 2: the labeling queue.
+"""
 
 # Writers wait for each other instead of failing: writing a million rule labels
 # holds the lock for several seconds, and the workers of an active-learning
@@ -46,7 +54,7 @@ BUSY_TIMEOUT_S = 60.0
 # write stays one transaction.
 CHUNK_ROWS = 50_000
 
-_SCHEMA = (
+_LABEL_TABLES = (
     """
     CREATE TABLE raycat_schema (
         component TEXT PRIMARY KEY,
@@ -76,9 +84,50 @@ _SCHEMA = (
     # millions of rows on every write.
     "CREATE TABLE label_counter (last_seq INTEGER NOT NULL)",
     "INSERT INTO label_counter (last_seq) VALUES (0)",
+)
+
+_QUEUE_TABLES = (
+    f"""
+    CREATE TABLE label_queue (
+        seq INTEGER PRIMARY KEY,  -- queue order; an upsert keeps the row's place
+        iteration INTEGER NOT NULL,
+        product_id TEXT NOT NULL,
+        category TEXT NOT NULL,
+        strategy TEXT NOT NULL,
+        score REAL,
+        p_model REAL,
+        p_text REAL,
+        p_image REAL,
+        entropy REAL,
+        disagreement REAL,
+        rule_positive INTEGER CHECK (rule_positive IN (0, 1)),
+        also_for TEXT,  -- a JSON list of category ids
+        status TEXT NOT NULL DEFAULT 'queued'
+            CHECK (status IN ({", ".join(f"'{v}'" for v in QUEUE_STATUSES)})),
+        reserved_by TEXT,
+        reserved_until REAL,
+        created_at REAL NOT NULL,
+        done_at REAL,
+        UNIQUE (iteration, product_id)
+    )
+    """,
+    # reserve() looks for free items in queue order and for a labeler's own.
+    "CREATE INDEX label_queue_status ON label_queue (status, seq)",
+    "CREATE INDEX label_queue_holder ON label_queue (reserved_by, status)",
+    "CREATE INDEX label_queue_product ON label_queue (product_id)",
+)
+
+_SCHEMA = (
+    *_LABEL_TABLES,
+    *_QUEUE_TABLES,
     "INSERT INTO raycat_schema (component, version) "
     f"VALUES ('labels', {SCHEMA_VERSION})",
 )
+
+# The statements that bring a store of version v to version v + 1.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: _QUEUE_TABLES,
+}
 
 _UPSERT = """
     INSERT INTO labels (
@@ -92,6 +141,28 @@ _UPSERT = """
         time = excluded.time,
         derived_from = excluded.derived_from,
         seq = excluded.seq
+"""
+
+_QUEUE_DATA = ", ".join(QUEUE_ITEM_COLUMNS)
+
+_ENQUEUE = f"""
+    INSERT INTO label_queue (iteration, {_QUEUE_DATA}, status, created_at)
+    VALUES (?, {", ".join("?" * len(QUEUE_ITEM_COLUMNS))}, 'queued', ?)
+    ON CONFLICT (iteration, product_id) DO UPDATE SET
+        {", ".join(f"{c} = excluded.{c}" for c in QUEUE_ITEM_COLUMNS[1:])}
+"""
+
+# A reservation that ended is no reservation: the item is free again.
+_EXPIRED = "(status = 'reserved' AND reserved_until <= :now)"
+
+# The queue as callers see it, expired reservations shown as queued.
+_QUEUE_VIEW = f"""
+    SELECT seq, iteration, {_QUEUE_DATA},
+        CASE WHEN {_EXPIRED} THEN 'queued' ELSE status END AS status,
+        CASE WHEN {_EXPIRED} THEN NULL ELSE reserved_by END AS reserved_by,
+        CASE WHEN {_EXPIRED} THEN NULL ELSE reserved_until END AS reserved_until,
+        created_at, done_at
+    FROM label_queue
 """
 
 _FIX_PATH = (
@@ -179,21 +250,38 @@ class SQLiteLabelStore(LabelStore):
             )
 
     def _ensure_schema(self, conn: sqlite3.Connection) -> None:
-        if not self._check_schema(conn):
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                # Another process may have created it while we waited.
-                if not self._check_schema(conn):
-                    for statement in _SCHEMA:
+        if self._check_schema(conn) == SCHEMA_VERSION:
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Another process may have created or upgraded it while we waited.
+            version = self._check_schema(conn)
+            if version is None:
+                for statement in _SCHEMA:
+                    conn.execute(statement)
+                logger.info("created label store %s", self.path)
+            elif version < SCHEMA_VERSION:
+                for v in range(version, SCHEMA_VERSION):
+                    for statement in _MIGRATIONS[v]:
                         conn.execute(statement)
-                    logger.info("created label store %s", self.path)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.rollback()
-                raise
+                conn.execute(
+                    "UPDATE raycat_schema SET version = ? WHERE component = 'labels'",
+                    (SCHEMA_VERSION,),
+                )
+                logger.info(
+                    "upgraded label store %s from schema version %d to %d",
+                    self.path,
+                    version,
+                    SCHEMA_VERSION,
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.rollback()
+            raise
 
-    def _check_schema(self, conn: sqlite3.Connection) -> bool:
-        """Whether the schema exists (raises when the file holds something else)."""
+    def _check_schema(self, conn: sqlite3.Connection) -> int | None:
+        """The schema version of the file, None when it is empty (raises when it
+        holds something else or a version this raycat cannot read)."""
         tables = {
             name
             for (name,) in conn.execute(
@@ -201,7 +289,7 @@ class SQLiteLabelStore(LabelStore):
             )
         }
         if not tables:
-            return False
+            return None
         row = None
         if "raycat_schema" in tables:
             row = conn.execute(
@@ -213,14 +301,17 @@ class SQLiteLabelStore(LabelStore):
                 f"store (it has tables {sorted(tables)} and no label-store schema "
                 f"version); {_FIX_PATH}"
             )
-        if row[0] != SCHEMA_VERSION:
+        version = row[0]
+        if version != SCHEMA_VERSION and version not in _MIGRATIONS:
+            *older, newest = map(str, sorted({*_MIGRATIONS, SCHEMA_VERSION}))
+            versions = f"{', '.join(older)} or {newest}" if older else newest
             raise LabelStoreError(
                 f"{str(self.path)!r} is a raycat label store of schema version "
-                f"{row[0]}, but this raycat reads version {SCHEMA_VERSION}; open it "
-                "with the raycat version that wrote it, or move it away to start a "
-                "fresh store"
+                f"{version}, but this raycat reads version {versions} (upgrading "
+                "older ones on open); open it with the raycat version that wrote "
+                "it, or move it away to start a fresh store"
             )
-        return True
+        return int(version)
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -300,6 +391,32 @@ class SQLiteLabelStore(LabelStore):
         )
         return len(events)
 
+    @contextmanager
+    def _writing(self, action: str) -> Iterator[sqlite3.Connection]:
+        """A write transaction, taken at once and rolled back on any error."""
+        conn = self._connection()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise LabelStoreError(
+                f"label store {str(self.path)!r}: cannot start to {action} ({exc}); "
+                f"other processes held the write lock for over {BUSY_TIMEOUT_S:.0f} "
+                "s. Retry, or have fewer processes write at once"
+            ) from exc
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            conn.rollback()
+            raise LabelStoreError(
+                f"label store {str(self.path)!r}: failed to {action} ({exc}); "
+                "nothing was changed. Check the disk space and that the file is "
+                "writable, then retry"
+            ) from exc
+        except BaseException:
+            conn.rollback()
+            raise
+
     # -- reading ----------------------------------------------------------------
 
     @contextmanager
@@ -337,17 +454,7 @@ class SQLiteLabelStore(LabelStore):
             params.extend(source_values)
         ids = self._product_id_values(product_ids)
         if ids is not None:
-            # A temporary table rather than `IN (?, ?, ...)`: the ids may be many
-            # more than SQLite's limit on parameters.
-            conn.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS query_products "
-                "(product_id TEXT PRIMARY KEY)"
-            )
-            conn.execute("DELETE FROM temp.query_products")
-            conn.executemany(
-                "INSERT INTO temp.query_products (product_id) VALUES (?)",
-                ((p,) for p in ids),
-            )
+            _fill_query_products(conn, ids)
             clauses.append("product_id IN (SELECT product_id FROM temp.query_products)")
         if iteration is not None:
             clauses.append("iteration = ?")
@@ -428,6 +535,206 @@ class SQLiteLabelStore(LabelStore):
                 f"SELECT DISTINCT product_id FROM labels {where}", params
             ).fetchall()
         return {p for (p,) in rows}
+
+    # -- the labeling queue -----------------------------------------------------
+
+    def _enqueue(self, rows: list[tuple[Any, ...]], *, iteration: int) -> int:
+        created_at = time.time()
+        with self._writing(f"queue {len(rows)} items") as conn:
+            for lo in range(0, len(rows), CHUNK_ROWS):
+                conn.executemany(
+                    _ENQUEUE,
+                    (
+                        (iteration, *row, created_at)
+                        for row in rows[lo : lo + CHUNK_ROWS]
+                    ),
+                )
+        logger.info(
+            "label store %s: queued %d items for iteration %d",
+            self.path,
+            len(rows),
+            iteration,
+        )
+        return len(rows)
+
+    def _queue(
+        self, *, iteration: int | None, status: str | None, now: float
+    ) -> pd.DataFrame:
+        clauses, params = _queue_filter(iteration)
+        if status is not None:
+            clauses.append("status = :status")
+            params["status"] = status
+        params["now"] = now
+        with self._reading() as conn:
+            rows = conn.execute(
+                f"SELECT {', '.join(QUEUE_COLUMNS)} FROM ({_QUEUE_VIEW}) "
+                f"{_where_sql(clauses)} ORDER BY seq",
+                params,
+            ).fetchall()
+        return _queue_frame(rows)
+
+    def _reserve(
+        self,
+        labeler: str,
+        size: int,
+        *,
+        ttl_s: float,
+        iteration: int | None,
+        now: float,
+    ) -> pd.DataFrame:
+        clauses, params = _queue_filter(iteration)
+        params.update(labeler=labeler, now=now, until=now + ttl_s)
+        scope = "".join(f" AND {c}" for c in clauses)
+        with self._writing(f"reserve items for {labeler!r}") as conn:
+            # The labeler's own page first, so that a reload shows it again.
+            own = conn.execute(
+                "SELECT seq FROM label_queue WHERE status = 'reserved' "
+                f"AND reserved_by = :labeler AND reserved_until > :now{scope} "
+                "ORDER BY seq LIMIT :size",
+                {**params, "size": size},
+            ).fetchall()
+            free = []
+            if len(own) < size:
+                free = conn.execute(
+                    f"SELECT seq FROM label_queue WHERE (status = 'queued' OR "
+                    f"{_EXPIRED}){scope} ORDER BY seq LIMIT :size",
+                    {**params, "size": size - len(own)},
+                ).fetchall()
+            seqs = [seq for (seq,) in own + free]
+            conn.executemany(
+                "UPDATE label_queue SET status = 'reserved', reserved_by = ?, "
+                "reserved_until = ? WHERE seq = ?",
+                ((labeler, params["until"], seq) for seq in seqs),
+            )
+            _fill_query_seqs(conn, seqs)
+            rows = conn.execute(
+                f"SELECT {', '.join(QUEUE_COLUMNS)} FROM label_queue "
+                "WHERE seq IN (SELECT seq FROM temp.query_seqs) ORDER BY seq"
+            ).fetchall()
+        logger.debug(
+            "label store %s: reserved %d items for %r (%d already held)",
+            self.path,
+            len(seqs),
+            labeler,
+            len(own),
+        )
+        return _queue_frame(rows)
+
+    def _complete(
+        self,
+        product_ids: list[str],
+        *,
+        labeler: str,
+        iteration: int | None,
+        now: float,
+    ) -> int:
+        clauses, params = _queue_filter(iteration)
+        params.update(labeler=labeler, now=now)
+        scope = "".join(f" AND {c}" for c in clauses)
+        with self._writing(f"complete {len(product_ids)} products") as conn:
+            _fill_query_products(conn, product_ids)
+            in_ids = "product_id IN (SELECT product_id FROM temp.query_products)"
+            done = conn.execute(
+                "UPDATE label_queue SET status = 'done', done_at = :now, "
+                "reserved_by = :labeler, reserved_until = NULL "
+                f"WHERE status != 'done' AND {in_ids}{scope}",
+                params,
+            ).rowcount
+            (unknown,) = conn.execute(
+                "SELECT COUNT(*) FROM temp.query_products WHERE product_id NOT IN "
+                f"(SELECT product_id FROM label_queue {_where_sql(clauses)})",
+                params,
+            ).fetchone()
+        if unknown:
+            where = "" if iteration is None else f" of iteration {iteration}"
+            logger.warning(
+                "label store %s: %d of %d products completed by %r are not in the "
+                "queue%s; skipped them",
+                self.path,
+                unknown,
+                len(product_ids),
+                labeler,
+                where,
+            )
+        return int(done)
+
+    def _release(self, labeler: str, *, iteration: int | None) -> int:
+        clauses, params = _queue_filter(iteration)
+        params["labeler"] = labeler
+        scope = "".join(f" AND {c}" for c in clauses)
+        with self._writing(f"release the items of {labeler!r}") as conn:
+            released = conn.execute(
+                "UPDATE label_queue SET status = 'queued', reserved_by = NULL, "
+                "reserved_until = NULL "
+                f"WHERE status = 'reserved' AND reserved_by = :labeler{scope}",
+                params,
+            ).rowcount
+        return int(released)
+
+    def _queue_counts(self, *, iteration: int | None, now: float) -> dict[str, int]:
+        clauses, params = _queue_filter(iteration)
+        params["now"] = now
+        with self._reading() as conn:
+            rows = conn.execute(
+                f"SELECT status, COUNT(*) FROM ({_QUEUE_VIEW}) "
+                f"{_where_sql(clauses)} GROUP BY status",
+                params,
+            ).fetchall()
+        out = dict.fromkeys(QUEUE_STATUSES, 0)
+        out.update({status: int(n) for status, n in rows})
+        return out
+
+
+def _fill_query_products(conn: sqlite3.Connection, ids: Iterable[str]) -> None:
+    """Put ``ids`` in ``temp.query_products``.
+
+    A temporary table rather than `IN (?, ?, ...)`: the ids may be many more
+    than SQLite's limit on parameters.
+    """
+    conn.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS query_products (product_id TEXT PRIMARY KEY)"
+    )
+    conn.execute("DELETE FROM temp.query_products")
+    conn.executemany(
+        "INSERT INTO temp.query_products (product_id) VALUES (?)",
+        ((p,) for p in ids),
+    )
+
+
+def _fill_query_seqs(conn: sqlite3.Connection, seqs: Iterable[int]) -> None:
+    """Put queue positions in ``temp.query_seqs`` (see :func:`_fill_query_products`)."""
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS query_seqs (seq INTEGER PRIMARY KEY)")
+    conn.execute("DELETE FROM temp.query_seqs")
+    conn.executemany(
+        "INSERT INTO temp.query_seqs (seq) VALUES (?)", ((s,) for s in seqs)
+    )
+
+
+def _queue_filter(iteration: int | None) -> tuple[list[str], dict[str, Any]]:
+    """The WHERE clauses and named parameters that select one iteration."""
+    if iteration is None:
+        return [], {}
+    return ["iteration = :iteration"], {"iteration": iteration}
+
+
+def _where_sql(clauses: list[str]) -> str:
+    return f"WHERE {' AND '.join(clauses)}" if clauses else ""
+
+
+def _queue_frame(rows: list[tuple[Any, ...]]) -> pd.DataFrame:
+    """Queue rows as a frame: numbers as floats, rule_positive as a nullable
+    boolean and also_for decoded into lists (None where not given)."""
+    frame = pd.DataFrame.from_records(rows, columns=list(QUEUE_COLUMNS))
+    floats = [*QUEUE_FLOAT_COLUMNS, "reserved_until", "created_at", "done_at"]
+    frame = frame.astype({"iteration": "int64", **dict.fromkeys(floats, "float64")})
+    frame["rule_positive"] = frame["rule_positive"].astype("boolean")
+    # Missing texts may read back as None or NaN, depending on pandas' string dtype.
+    frame["also_for"] = pd.Series(
+        [json.loads(t) if isinstance(t, str) else None for t in frame["also_for"]],
+        index=frame.index,
+        dtype=object,
+    )
+    return frame
 
 
 def _frame(rows: list[tuple[Any, ...]], columns: tuple[str, ...]) -> pd.DataFrame:

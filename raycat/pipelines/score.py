@@ -44,27 +44,20 @@ def binary_entropy(p: np.ndarray) -> np.ndarray:
     return -(q * np.log2(q) + (1 - q) * np.log2(1 - q))
 
 
-def trained_models(home: str | Path) -> dict[str, dict[str, Any]]:
-    """Saved models under ``<home>/models`` with their kind and their latest
-    validation metrics from the metrics JSON files (tune wins over train-pred)."""
-    home = Path(home)
+def trained_models(models_root: str | Path) -> dict[str, dict[str, Any]]:
+    """Saved models under ``models_root`` with their kind and the validation
+    metrics saved next to each (``metrics.json``)."""
     found: dict[str, dict[str, Any]] = {}
-    for manifest in sorted((home / "models").glob("*/component.json")):
+    for manifest in sorted(Path(models_root).glob("*/component.json")):
         data = json.loads(manifest.read_text())
+        metrics = manifest.parent / "metrics.json"
         found[manifest.parent.name] = {
             "kind": data["kind"],
             "path": str(manifest.parent),
-            "valid": None,
+            "valid": json.loads(metrics.read_text()).get("valid")
+            if metrics.is_file()
+            else None,
         }
-    for source in ("train-pred.json", "tune.json", "ensemble.json"):
-        path = home / "metrics" / source
-        if not path.is_file():
-            continue
-        for entry in json.loads(path.read_text()).get("components", []):
-            result = entry.get("final", entry)
-            name = result.get("component")
-            if result.get("ok") and name in found:
-                found[name]["valid"] = result["metrics"]["valid"]
     return found
 
 
@@ -73,20 +66,26 @@ def _valid_score(info: dict[str, Any], metric: str) -> float:
 
 
 def choose_models(
-    home: str | Path, model: str | None = None, *, metric: str = "hierarchical_f1"
+    home: str | Path,
+    model: str | None = None,
+    *,
+    metric: str = "hierarchical_f1",
+    models_root: str | Path | None = None,
 ) -> dict[str, str | None]:
     """Model folders for the ``current``, ``text`` and ``image`` roles.
 
     ``current``: ``model`` (a name under models/ or a folder), else the run's
     current model (``current.json``), else the best saved component by
     validation ``metric``.  ``text``: the best text-only component.
-    ``image``: the best image component, or None.
+    ``image``: the best image component, or None.  Models are looked for in
+    ``models_root`` (default ``<home>/models``).
     """
     home = Path(home)
-    models = trained_models(home)
+    root = Path(models_root) if models_root else home / "models"
+    models = trained_models(root)
     if not models:
         raise ConfigError(
-            f"no trained model under {home / 'models'}; run `raycat train-pred` or "
+            f"no trained model under {root}; run `raycat train-pred` or "
             "`raycat tune` first"
         )
     ranked = sorted(models, key=lambda n: _valid_score(models[n], metric), reverse=True)
@@ -98,7 +97,7 @@ def choose_models(
                 f"--model {model!r} is neither a trained model of this run "
                 f"({sorted(models)}) nor a folder holding a saved component"
             )
-    elif (home / "current.json").is_file():
+    elif models_root is None and (home / "current.json").is_file():
         current = json.loads((home / "current.json").read_text())["path"]
     else:
         current = models[ranked[0]]["path"]
@@ -156,6 +155,7 @@ def score_pool(
     batch_size: int = 1024,
     max_actors: int | None = None,
     gpus_per_actor: float = 0.0,
+    models_root: str | Path | None = None,
 ) -> dict[str, Any]:
     """Score the pool (every non-test product, or ``product_ids``) and write
     Parquet under ``out_dir`` (default ``<home>/scores/latest``)."""
@@ -173,7 +173,7 @@ def score_pool(
         raise ConfigError(
             f"{paths.catalog} is missing; run `raycat prepare` (or train-pred) first"
         )
-    roles = choose_models(paths.home, model)
+    roles = choose_models(paths.home, model, models_root=models_root)
     logger.info(
         "scoring with current=%s, text=%s, image=%s",
         *(Path(p).name if p else None for p in roles.values()),

@@ -112,6 +112,17 @@ def train_and_evaluate(
         (model_dir / "thresholds.json").write_text(
             json.dumps(dict(zip(taxonomy.ids, map(float, thresholds), strict=True)))
         )
+        # The headline numbers travel with the model, so anything that finds
+        # it (scoring, serving, the next iteration) can rank it.
+        (model_dir / "metrics.json").write_text(
+            json.dumps(
+                {
+                    split: {k: v for k, v in m.items() if k != "per_category"}
+                    for split, m in metrics.items()
+                },
+                indent=1,
+            )
+        )
         pred_dir = root / "predictions" / name
         write_predictions(
             pred_dir / "valid.parquet", valid["product_id"].tolist(), p_valid, taxonomy
@@ -146,13 +157,72 @@ def train_and_evaluate(
         }
 
 
+def train_components(
+    specs: dict[str, ComponentSpec],
+    dev: pd.DataFrame,
+    test: pd.DataFrame,
+    taxonomy: Taxonomy,
+    out_home: str | Path,
+    *,
+    default_threshold: float = 0.5,
+    label: str = "train",
+) -> list[dict[str, Any]]:
+    """Train and evaluate components as parallel Ray tasks (one each, with the
+    resources its spec asks for); results in ``specs`` order.  Models and
+    predictions go under ``out_home``."""
+    import ray
+
+    dev_ref, test_ref = ray.put(dev), ray.put(test)
+    task = ray.remote(train_and_evaluate)
+    pending = {
+        task.options(
+            num_cpus=spec.resources.cpus,
+            num_gpus=spec.resources.gpus,
+            name=f"{label}:{name}",
+            max_retries=0,
+        ).remote(
+            name,
+            spec.model_dump(),
+            taxonomy.to_json(),
+            dev_ref,
+            test_ref,
+            str(out_home),
+            default_threshold,
+        ): name
+        for name, spec in specs.items()
+    }
+    results: dict[str, dict] = {}
+    started = time.time()
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1)
+        name = pending.pop(done[0])
+        try:
+            res = ray.get(done[0])
+        except Exception as err:  # a crashed worker, not a Python error
+            res = {"component": name, "ok": False, "error": str(err)}
+        results[name] = res
+        status = (
+            f"test hierarchical F1 {res['metrics']['test']['hierarchical_f1']:.3f}"
+            if res["ok"]
+            else f"FAILED: {res['error']}"
+        )
+        logger.info(
+            "[%s %d/%d] %s done after %.0f s: %s",
+            label,
+            len(results),
+            len(specs),
+            name,
+            time.time() - started,
+            status,
+        )
+    return [results[n] for n in specs]
+
+
 def run_train_pred(
     config: PipelineConfig, components: list[str] | None = None
 ) -> dict[str, Any]:
     """The whole pipeline: prepare, read with Ray Data, train components as
     parallel Ray tasks, collect and write metrics."""
-    import ray
-
     from raycat.data import load_frame, read_split
     from raycat.ray_runtime import init_ray
     from raycat.run import prepare_run
@@ -180,48 +250,15 @@ def run_train_pred(
             f"{sources}; check the rules file (raycat rules report) or add labels"
         )
 
-    dev_ref, test_ref = ray.put(dev), ray.put(test)
-    task = ray.remote(train_and_evaluate)
-    pending = {
-        task.options(
-            num_cpus=spec.resources.cpus,
-            num_gpus=spec.resources.gpus,
-            name=f"train-pred:{name}",
-            max_retries=0,
-        ).remote(
-            name,
-            spec.model_dump(),
-            run.taxonomy.to_json(),
-            dev_ref,
-            test_ref,
-            str(run.paths.home),
-            config.training.default_threshold,
-        ): name
-        for name, spec in specs.items()
-    }
-    results: dict[str, dict] = {}
-    started = time.time()
-    while pending:
-        done, _ = ray.wait(list(pending), num_returns=1)
-        name = pending.pop(done[0])
-        try:
-            res = ray.get(done[0])
-        except Exception as err:
-            res = {"component": name, "ok": False, "error": str(err)}
-        results[name] = res
-        status = (
-            f"test micro-F1 {res['metrics']['test']['micro_f1']:.3f}"
-            if res["ok"]
-            else f"FAILED: {res['error']}"
-        )
-        logger.info(
-            "[%d/%d] %s done after %.0f s: %s",
-            len(results),
-            len(specs),
-            name,
-            time.time() - started,
-            status,
-        )
+    results = train_components(
+        specs,
+        dev,
+        test,
+        run.taxonomy,
+        run.paths.home,
+        default_threshold=config.training.default_threshold,
+        label="train-pred",
+    )
 
     summary = {
         "pipeline": "train-pred",
@@ -230,7 +267,7 @@ def run_train_pred(
         "snapshot": str(snapshot),
         "n_dev": len(dev),
         "n_test": len(test),
-        "components": [results[n] for n in specs],
+        "components": results,
     }
     out = run.paths.home / "metrics" / "train-pred.json"
     out.write_text(json.dumps(summary, indent=1, default=str))
