@@ -279,6 +279,68 @@ class RetrainConfig(_Model):
     )
 
 
+class ServingAutoscaling(_Model):
+    """Serve's autoscaling of the model deployment (replicas follow the load)."""
+
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(2, ge=1)
+    # Requests in flight per replica that Serve aims for; a replica scores a
+    # batch at a time, so a few queued calls keep it busy without long waits.
+    target_ongoing_requests: float = Field(4.0, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ServingAutoscaling:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(
+                f"max_replicas ({self.max_replicas}) must be >= min_replicas "
+                f"({self.min_replicas})"
+            )
+        return self
+
+
+class ServingConfig(_Model):
+    """The online scoring app (`raycat serve`): Serve, HTTP, auth and limits."""
+
+    # Loopback by default: listening on every interface is a decision to make.
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    route_prefix: str = "/"
+    # "token": write endpoints need `Authorization: Bearer <token>`; "none" turns
+    # that off and must be chosen explicitly.
+    auth: Literal["token", "none"] = "token"
+    # The bearer token; null: read RAYCAT_SERVE_TOKEN when the app starts.
+    token: str | None = None
+    max_products_per_request: int = Field(64, ge=1)
+    # 5 MiB: catalog photos are well under it; a larger upload is a mistake.
+    max_image_bytes: int = Field(5 * 1024 * 1024, ge=1024)
+    # Whether /v1/score may fetch image URLs (the server then makes requests
+    # that callers choose; turn it off where that is not wanted).
+    allow_image_urls: bool = True
+    image_fetch_timeout_s: float = Field(5.0, gt=0)
+    # Calls scored together by one model replica; 1 turns batching off.
+    batch_max_size: int = Field(16, ge=1)
+    # 5 ms: long enough to gather concurrent calls, short against a model call.
+    batch_wait_s: float = Field(0.005, ge=0)
+    # Model replicas when autoscaling is null.
+    replicas: int = Field(1, ge=1)
+    autoscaling: ServingAutoscaling | None = None
+    ingress_replicas: int = Field(1, ge=1)
+    # Serve's default of 5 concurrent requests per replica starves the batcher.
+    max_ongoing_requests: int = Field(64, ge=1)
+    model_num_cpus: float = Field(1.0, ge=0)
+    ingress_num_cpus: float = Field(0.5, ge=0)
+    # How long a labeler holds a queue page before others may get it.
+    reservation_ttl_s: float = Field(900.0, gt=0)
+    page_size: int = Field(10, ge=1)
+    max_page_size: int = Field(100, ge=1)
+    # Categories shown per product on the labeling page.
+    page_top_k: int = Field(5, ge=1)
+    # How often current.json is checked for a new model.
+    model_refresh_s: float = Field(5.0, gt=0)
+    # Label Studio: a category is predicted when its probability reaches this.
+    labelstudio_threshold: float = Field(0.5, ge=0, le=1)
+
+
 def _default_components() -> dict[str, ComponentSpec]:
     # The classical set: the baseline, linear models on a word histogram and
     # on TF-IDF with colour words as their own group and without them, xgboost.
@@ -323,6 +385,7 @@ class PipelineConfig(_Model):
     active_learning: ActiveLearningConfig = Field(default_factory=ActiveLearningConfig)
     retrain: RetrainConfig = Field(default_factory=RetrainConfig)
     ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
+    serving: ServingConfig = Field(default_factory=ServingConfig)
     # Where the YAML file was read from; paths were resolved against its folder.
     source_path: str | None = Field(None, exclude=True)
 

@@ -404,28 +404,34 @@ def quickstart(
     as_json: JsonOpt = False,
 ) -> None:
     """The whole pipeline end to end: sample data (unless --config), catalog
-    check, rules report, train-pred."""
+    check, rules report, train-pred, a short hypertune, ensembles, two
+    simulated active-learning iterations and the HTML report."""
     from raycat.pipelines.quickstart import run_quickstart
 
     result = run_quickstart(config, out_dir=out_dir, products=products)
     if as_json:
         _emit_json(result)
         return
-    _print_rows("quickstart: test metrics per component", result["train_pred"])
+    _print_rows("train-pred: test metrics per component", result["train_pred"])
+    _print_rows("hypertune: best of each component", result["tune"])
+    _print_rows("active learning", result["active_learning"])
+    out.print(f"current model: {result['ensemble']['chosen']}")
     out.print(f"run home: {result['home']}  ({result['wall_s']} s)")
-    out.print("rules: " + ", ".join(f"{k} {v}" for k, v in result["rules"].items()))
+    out.print(f"[bold]report:[/] {result['report']}")
+    out.print(
+        f"[bold]labeling app:[/] {result['serve']}  (then open http://127.0.0.1:8000/)"
+    )
 
 
-def _register_optional_commands() -> None:
-    """Commands that live in their own modules."""
-    try:
-        from raycat.cli.ensemble import register as register_ensemble
-    except ImportError:  # the ensemble command is being written (issue 6)
-        return
-    register_ensemble(app)
+def _register_module_commands() -> None:
+    """Commands that live in modules of their own."""
+    from raycat.cli import ensemble, report, serve
+
+    for module in (ensemble, report, serve):
+        module.register(app)
 
 
-_register_optional_commands()
+_register_module_commands()
 
 
 def main() -> None:

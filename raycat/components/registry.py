@@ -10,7 +10,7 @@ import importlib
 
 from raycat.components.base import Component, ComponentError
 
-# kind -> "module:Class".  Later issues add the ensembles.
+# kind -> "module:Class".
 KINDS: dict[str, str] = {
     "random": "raycat.components.classical:RandomComponent",
     "linear": "raycat.components.classical:LinearComponent",
@@ -23,6 +23,9 @@ KINDS: dict[str, str] = {
     "image": "raycat.components.keras.image:ImageComponent",
     "wide_deep_conv": "raycat.components.keras.joint:WideDeepConvComponent",
     "rnn_wide_conv": "raycat.components.keras.joint:RnnWideConvComponent",
+    # Ensembles of other components (raycat.ensembles).
+    "weighted": "raycat.ensembles.weighted:WeightedEnsemble",
+    "stacked": "raycat.ensembles.stacked:StackedEnsemble",
 }
 
 

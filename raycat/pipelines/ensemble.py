@@ -263,8 +263,20 @@ def run_ensemble(config: PipelineConfig) -> dict[str, Any]:
             pending[ref] = (kind, left_out)
     fitted: dict[str, dict[str, Any]] = {}
     without: dict[str, dict[str, dict[str, float]]] = {k: {} for k in ENSEMBLE_KINDS}
+    errors: dict[str, str] = {}
     for ref, (kind, left_out) in pending.items():
-        res = ray.get(ref)
+        try:
+            res = ray.get(ref)
+        except Exception as err:
+            # One failed fit loses that ensemble (or one contribution figure);
+            # the components and the other ensemble are still compared.
+            cause = getattr(err, "cause", None) or err
+            key = ensemble_name(kind)
+            if left_out is not None:
+                key += f" without {left_out}"
+            errors[key] = f"{type(cause).__name__}: {cause}"
+            logger.error("%s failed: %s", key, errors[key])
+            continue
         if left_out is None:
             fitted[kind] = res
         else:
@@ -329,6 +341,7 @@ def run_ensemble(config: PipelineConfig) -> dict[str, Any]:
             "files": {n: str(p) for n, p in oof_paths.items()},
             "errors": oof_errors,
         },
+        "errors": errors,
         "selection": {
             "metric": metric,
             "split": "meta-valid",

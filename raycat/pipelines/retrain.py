@@ -221,7 +221,7 @@ def run_retrain(
     # The random labels of the last page score both models' previous
     # predictions: an unbiased sample of how each did.
     new_random = random_labels[random_labels["iteration"] == iteration - 1]
-    previous = home / "iterations" / f"iter-{iteration - 1:03d}" / "models"
+    previous = home / "iterations" / f"iter-{iteration - 1:03d}" / "compare" / "models"
     thresholds = json.loads((Path(best["model"]) / "thresholds.json").read_text())
     comparison = {
         name: {

@@ -1,0 +1,96 @@
+"""retrain and simulate end to end on a small synthetic catalog."""
+
+import json
+
+import pandas as pd
+import pytest
+import yaml
+
+from raycat.config import load_config
+from raycat.demo import generate_catalog
+from raycat.labels import Source
+from raycat.pipelines.retrain import run_retrain
+from raycat.pipelines.simulate import _answer_page, oracle_answers, run_simulation
+from raycat.run import load_run
+
+
+@pytest.fixture(scope="module")
+def al_config(tmp_path_factory):
+    out = tmp_path_factory.mktemp("al")
+    summary = generate_catalog(out, 300, seed=4, image_size=32, workers=1)
+    data = yaml.safe_load(summary.config_path.read_text())
+    data["components"] = {
+        "tfidf": {"kind": "linear", "params": {"text": {"colour": "remove"}}}
+    }
+    data["active_learning"] = {"labels_per_iteration": 40}
+    summary.config_path.write_text(yaml.safe_dump(data))
+    return summary.config_path
+
+
+def test_oracle_answers_from_ground_truth_with_noise():
+    queue = pd.DataFrame(
+        {
+            "product_id": ["a", "b", "c"],
+            "category": ["x", "x/y", "z"],
+            "strategy": ["random", "uncertainty", "random"],
+        }
+    )
+    truth = {"a": {"x", "x/y"}, "b": {"x"}}
+    events = oracle_answers(queue, truth, iteration=2)
+    assert [(e.product_id, e.category, e.value) for e in events] == [
+        ("a", "x", 1),
+        ("b", "x/y", 0),
+    ]
+    assert {e.source for e in events} == {Source.ORACLE}
+    assert [e.strategy for e in events] == ["random", "uncertainty"]
+    flipped = oracle_answers(queue, truth, iteration=2, noise=1.0)
+    assert [e.value for e in flipped] == [0, 1]
+
+
+def test_retrain_publishes_and_no_update_changes_nothing(ray_session, al_config):
+    config = load_config(al_config)
+    first = run_retrain(config)
+    assert first["iteration"] == 0 and first["published"]
+    assert first["page"]["items"] == 40
+    current = (config.home_path / "current.json").read_text()
+    assert json.loads(current)["model"] == "tfidf"
+
+    run = load_run(config)
+    with run.open_store() as store:
+        queue0 = store.queue()
+    assert len(queue0) == 40 and set(queue0["iteration"]) == {0}
+    assert queue0["rule_positive"].notna().all()
+
+    answered = _answer_page(config, 0, noise=0.0, seed=0)
+    assert answered > 30
+
+    check = run_retrain(config, no_update=True)
+    assert check["iteration"] == 1 and not check["published"]
+    assert (config.home_path / "current.json").read_text() == current
+    with run.open_store() as store:
+        after = store.queue()
+        assert len(after) == 40 and set(after["iteration"]) == {0}
+        assert store.queue_counts()["done"] == 40
+
+    second = run_retrain(config)
+    assert second["iteration"] == 1
+    assert second["surprises"], "the returned labels were analysed per strategy"
+    assert second["decision"]["shares"]["random"] == pytest.approx(0.5)
+    scored = second["model_R_vs_A"]["model_R"]["previous_on_new_random_labels"]
+    assert scored["labels"] > 0 and 0 <= scored["precision"] <= 1
+    with run.open_store() as store:
+        assert set(store.queue()["iteration"]) == {0, 1}
+
+
+def test_simulation_writes_learning_curves(ray_session, al_config, tmp_path):
+    config = load_config(al_config)
+    config.home = str(tmp_path / "sim")
+    result = run_simulation(
+        config, iterations=1, labels=30, seeds=1, components=["tfidf"]
+    )
+    table = pd.read_parquet(result["table"])
+    assert set(table["model"]) == {"model_R", "model_A", "random"}
+    assert sorted(table["iteration"].unique()) == [0, 1]
+    used = table[table["iteration"] == 1]["labels_used"]
+    assert (used > 20).all()
+    assert table["test_hierarchical_f1"].between(0, 1).all()
