@@ -1,6 +1,6 @@
 """One deep component tuned with ASHA early stopping vs without, same number
-of trials, one run: wall time, results reported (one per epoch, plus one final report
-per trial that was not stopped: the cost) and the best score.
+of trials, one run: wall time, results reported (one per epoch, plus a final
+one per trial that was not stopped: the cost) and the best score.
 
     python bench/bench_tune_asha.py --products 1000 --trials 6 --epochs 8
 """
