@@ -26,6 +26,7 @@ def init_ray(
 
     if ray.is_initialized():
         return
+    quiet = quiet or bool(os.environ.get("RAYCAT_QUIET"))
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
         logger.info("connecting to the Ray cluster at %s", address)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -59,6 +60,10 @@ def _main(
     ] = False,
 ) -> None:
     _setup_logging(verbose)
+    if "--json" in sys.argv:
+        # stdout must hold the JSON document alone: keep Ray's worker and
+        # raylet messages (which it prints on stdout) out of it.
+        os.environ["RAYCAT_QUIET"] = "1"
 
 
 def _emit_json(data: object) -> None:
