@@ -168,7 +168,9 @@ def main() -> None:
                 )
             model = build_and_compile(comp, gpu=False)
             timer = EpochTimer()
-            model.fit(data, epochs=args.epochs, callbacks=[timer], verbose=0)
+            model.fit(
+                data, epochs=args.epochs, callbacks=[timer], shuffle=False, verbose=0
+            )
             results[name] = n / timer.seconds[-1]
             epochs = ", ".join(f"{s:.1f}" for s in timer.seconds)
             print(

@@ -15,6 +15,7 @@ pytest.importorskip("tensorflow")
 
 from raycat.components import ComponentError, component_class, load_component
 from raycat.data import ImageDecoder
+from raycat.errors import ConfigError
 from raycat.taxonomy import Taxonomy
 
 TAX = Taxonomy.from_paths(
@@ -48,6 +49,10 @@ TINY = {
 TINY_TEXT = {"vocab_size": 64, "sequence_length": 8, "embedding_dim": 8}
 # A frozen random backbone: its gradients would triple the test's time.
 TINY_IMAGE = {"image_size": IMAGE_SIZE, "weights": None, "fine_tune_layers": 0}
+# The joint models run eagerly, for two epochs: tracing an LSTM and a backbone
+# into graphs costs more than these few batches (the image model and the Ray
+# Train test cover graph mode).
+TINY_JOINT = {**TINY_TEXT, **TINY_IMAGE, "tower_units": 8, "run_eagerly": True}
 WEIGHTS_FILE = "<backbone weights file>"
 KINDS = [
     ("embed_mean", TINY_TEXT),
@@ -55,18 +60,13 @@ KINDS = [
     ("text_cnn", {**TINY_TEXT, "filters": 8, "kernel_sizes": [2, 3]}),
     ("text_lstm", {**TINY_TEXT, "lstm_units": 8}),
     ("image", TINY_IMAGE),
-    # "Pretrained" weights from a local file, top layers fine-tuned slowly.
+    # "Pretrained" weights from a local file; the top conv layer fine-tuned
+    # at a lower learning rate (the 3 layers above it have no weights to train).
     (
         "wide_deep_conv",
-        {
-            **TINY_TEXT,
-            **TINY_IMAGE,
-            "weights": WEIGHTS_FILE,
-            "fine_tune_layers": 3,
-            "tower_units": 8,
-        },
+        {**TINY_JOINT, "weights": WEIGHTS_FILE, "fine_tune_layers": 4, "epochs": 2},
     ),
-    ("rnn_wide_conv", {**TINY_TEXT, **TINY_IMAGE, "tower_units": 8, "lstm_units": 8}),
+    ("rnn_wide_conv", {**TINY_JOINT, "lstm_units": 8, "epochs": 2}),
 ]
 
 
@@ -197,6 +197,27 @@ def test_backbone_variables_learn_slower():
     )
 
 
+def test_ray_trainer_falls_back_to_this_process_without_ray(monkeypatch, caplog):
+    import logging
+
+    import ray
+
+    from raycat.components.keras.training import choose_trainer
+
+    comp = component_class("embed_mean")(TAX, {"trainer": "ray"}, name="fallback")
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    with caplog.at_level(logging.INFO, logger="raycat.components.keras.training"):
+        assert choose_trainer(comp) == "local"
+    assert "fallback: Ray is not initialized, so it trains in this process" in (
+        caplog.text
+    )
+
+
+def test_image_size_below_32_is_refused():
+    with pytest.raises(ConfigError, match=r"image_size: Input should be greater"):
+        component_class("image")(TAX, {"image_size": 16})
+
+
 # -- settings that cannot work fail at once ------------------------------------
 
 
@@ -220,6 +241,8 @@ def test_missing_weights_file_fails_clearly(kind, catalog, tmp_path):
         comp.fit(train, valid)
 
 
+# Keras warns that 32 px is not the 224 px the ImageNet weights were made for.
+@pytest.mark.filterwarnings("ignore:`input_shape` is undefined")
 def test_imagenet_weights_without_network_fail_clearly(monkeypatch):
     import keras.src.utils.file_utils as file_utils
 
@@ -242,6 +265,7 @@ def test_imagenet_weights_without_network_fail_clearly(monkeypatch):
 
 
 @pytest.mark.parametrize(("kind", "params"), KINDS, ids=[k for k, _ in KINDS])
+@pytest.mark.slow
 def test_train_predict_save_load(kind, params, catalog, ray_session, tmp_path, request):
     train, valid, test = catalog
     if params.get("weights") == WEIGHTS_FILE:
@@ -254,6 +278,8 @@ def test_train_predict_save_load(kind, params, catalog, ray_session, tmp_path, r
     assert [r["epoch"] for r in reports] == list(range(1, len(reports) + 1))
     assert {"loss", "val_loss"} <= set(reports[0])
     assert reports[-1]["loss"] < reports[0]["loss"]
+    if params.get("fine_tune_layers"):
+        assert comp.slow_variables(comp.model_), "no backbone variable is tuned"
 
     probs = comp.predict_proba(test)
     assert probs.shape == (len(test), len(TAX))
@@ -275,6 +301,7 @@ def test_train_predict_save_load(kind, params, catalog, ray_session, tmp_path, r
         np.testing.assert_allclose(back.predict_proba(decoded), probs, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_streams_carry_only_what_the_model_reads(catalog, ray_session):
     train, _, _ = catalog
     text = component_class("embed_mean")(TAX, {**TINY, **TINY_TEXT})
@@ -292,6 +319,7 @@ def test_streams_carry_only_what_the_model_reads(catalog, ray_session):
 # -- Ray Train ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_trains_on_a_ray_train_worker(catalog, ray_session, tmp_path):
     train, valid, test = catalog
     params = {**TINY, **TINY_TEXT, "trainer": "ray", "epochs": 2}
@@ -313,6 +341,7 @@ def test_trains_on_a_ray_train_worker(catalog, ray_session, tmp_path):
     np.testing.assert_allclose(clone.predict_proba(test), probs, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_ray_train_epochs_reach_report_live_and_can_stop_it(ray_session):
     """The caller's report sees each epoch while the run goes on; an exception
     from it asks the worker to stop, and is re-raised."""

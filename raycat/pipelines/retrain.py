@@ -2,11 +2,12 @@
 
 1. Dump the dev and test sets with every label so far (snapshot ``iter-NNN``).
 2. Train every component with its tuned hyperparameters, in parallel, under
-   ``<home>/iterations/iter-NNN/``; the best by validation becomes the
+   ``<home>/iterations/iter-NNN/models``; the best by validation becomes the
    iteration's model.
 3. Side by side, model-R (rule labels + the randomly sampled human labels) and
    model-A (rule labels + the disagreement and uncertainty labels), both with
-   the same component; both evaluated on the test set.  The random labels that
+   the same component (``iterations/iter-NNN/compare/models``); both evaluated
+   on the test set.  The random labels that
    came back since the last iteration score both models' previous predictions
    (true and false positives, precision, recall).
 4. The surprise analysis of the previous page decides this page's strategy mix.
@@ -212,7 +213,7 @@ def run_retrain(
             frame,
             test,
             taxonomy,
-            work,
+            work / "compare",
             default_threshold=config.training.default_threshold,
             label="retrain",
         )
@@ -221,7 +222,8 @@ def run_retrain(
     # The random labels of the last page score both models' previous
     # predictions: an unbiased sample of how each did.
     new_random = random_labels[random_labels["iteration"] == iteration - 1]
-    previous = home / "iterations" / f"iter-{iteration - 1:03d}" / "compare" / "models"
+    previous = home / "iterations" / f"iter-{iteration - 1:03d}" / "compare"
+    previous = previous / "models"
     thresholds = json.loads((Path(best["model"]) / "thresholds.json").read_text())
     comparison = {
         name: {

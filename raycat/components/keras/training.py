@@ -55,6 +55,8 @@ CHECKPOINT_MODEL = "model.keras"
 STOP = "stop"
 # Seconds between two looks at the epoch channel of a Ray Train run.
 POLL_S = 0.5
+# Batches fetched ahead of the one training, by Ray and again by tf.data.
+PREFETCH_BATCHES = 4
 
 
 # -- text vocabulary -------------------------------------------------------------
@@ -156,14 +158,18 @@ def as_tf(component: KerasComponent, data, *, training: bool):
         specs[stream.PIXELS] = tf.TensorSpec((None, size, size, 3), tf.uint8)
     columns = component.input_columns
     # Given type specs spare to_tf a pass over the stream to infer them.
-    return data.to_tf(
+    batches = data.to_tf(
         feature_columns=columns,
         label_columns=stream.LABELS,
         batch_size=p.batch_size,
         local_shuffle_buffer_size=shuffle,
+        prefetch_batches=PREFETCH_BATCHES,
         feature_type_spec={c: specs[c] for c in columns},
         label_type_spec=tf.TensorSpec((None, len(component.taxonomy)), tf.float32),
     )
+    # tf.data pulls the next batches from Ray in its own thread while the
+    # model trains on this one.
+    return batches.prefetch(PREFETCH_BATCHES)
 
 
 class EpochHistory(keras.callbacks.Callback):
