@@ -66,6 +66,11 @@ def _main(
         os.environ["RAYCAT_QUIET"] = "1"
 
 
+def _names(components: str | None) -> list[str] | None:
+    """A --components value ("a, b") as a list of names, or None."""
+    return [c.strip() for c in components.split(",")] if components else None
+
+
 def _emit_json(data: object) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
@@ -212,7 +217,7 @@ def train_pred(
     from raycat.config import load_config
     from raycat.pipelines.train_pred import headline, run_train_pred
 
-    names = [c.strip() for c in components.split(",")] if components else None
+    names = _names(components)
     summary = run_train_pred(load_config(config), names)
     rows = headline(summary)
     if as_json:
@@ -264,7 +269,7 @@ def tune_cmd(
     cfg = load_config(config)
     if trials is not None:
         cfg.tuning.trials = trials
-    names = [c.strip() for c in components.split(",")] if components else None
+    names = _names(components)
     summary = run_tune(cfg, names, resume=resume)
     rows = summary_rows(summary)
     if as_json:
@@ -337,7 +342,7 @@ def retrain_cmd(
     from raycat.config import load_config
     from raycat.pipelines.retrain import run_retrain
 
-    names = [c.strip() for c in components.split(",")] if components else None
+    names = _names(components)
     summary = run_retrain(load_config(config), no_update=no_update, components=names)
     if as_json:
         _emit_json(summary)
@@ -376,11 +381,7 @@ def simulate_cmd(
     from raycat.pipelines.simulate import default_components, run_simulation
 
     cfg = load_config(config)
-    names = (
-        [c.strip() for c in components.split(",")]
-        if components
-        else default_components(cfg)
-    )
+    names = _names(components) or default_components(cfg)
     result = run_simulation(
         cfg,
         iterations=iterations,

@@ -52,6 +52,28 @@ class RandomComponent(Component):
         self.freq_ = np.load(folder / "freq.npy")
 
 
+class TextComponent(Component):
+    """Shared by the components that learn one model per category on sparse
+    text features (linear, xgboost): featurize, and model only the categories
+    with enough positives; the rest are predicted at their training frequency."""
+
+    def _fit_inputs(self, train, text: TextFeatureParams, min_positives: int):
+        """Fit the featurizer; return features, labels, class weights and the
+        columns worth a model."""
+        self.featurizer_ = TextFeaturizer(text).fit(train)
+        x = self.featurizer_.transform(train)
+        y = self.targets(train)
+        self.freq_ = y.mean(axis=0).astype(np.float32)
+        pos = y.sum(axis=0)
+        cols = np.flatnonzero((pos >= min_positives) & (pos < len(y)))
+        return x, y, self.class_weights(y), cols
+
+    def _predict_inputs(self, batch: Batch):
+        """Features of a batch and its frequency-filled output matrix."""
+        x = self.featurizer_.transform(batch)
+        return x, np.tile(self.freq_, (x.shape[0], 1))
+
+
 class LinearParams(Params):
     text: TextFeatureParams = Field(default_factory=TextFeatureParams)
     model: Literal["logistic", "sgd"] = "logistic"
@@ -65,7 +87,7 @@ class LinearParams(Params):
     min_positives: int = Field(2, ge=1)
 
 
-class LinearComponent(Component):
+class LinearComponent(TextComponent):
     """One-vs-rest linear models over sparse text features (a word histogram
     or TF-IDF, with colour words kept, removed or as their own feature group)."""
 
@@ -74,14 +96,7 @@ class LinearComponent(Component):
 
     def fit(self, train, valid, *, report: Reporter | None = None) -> dict[str, Any]:
         p: LinearParams = self.params
-        self.featurizer_ = TextFeaturizer(p.text).fit(train)
-        x = self.featurizer_.transform(train)
-        y = self.targets(train)
-        weights = self.class_weights(y)
-
-        self.freq_ = y.mean(axis=0).astype(np.float32)
-        pos = y.sum(axis=0)
-        trainable = np.flatnonzero((pos >= p.min_positives) & (pos < len(y)))
+        x, y, weights, trainable = self._fit_inputs(train, p.text, p.min_positives)
         models = []
         with warnings.catch_warnings():
             # A capped max_iter is a tuning choice; the warning per category
@@ -127,8 +142,7 @@ class LinearComponent(Component):
         }
 
     def _predict(self, batch: Batch) -> np.ndarray:
-        x = self.featurizer_.transform(batch)
-        out = np.tile(self.freq_, (x.shape[0], 1))
+        x, out = self._predict_inputs(batch)
         if len(self.cols_):
             scores = np.asarray(x @ self.coef_) + self.intercept_
             out[:, self.cols_] = 1.0 / (1.0 + np.exp(-np.clip(scores, -30, 30)))

@@ -12,8 +12,9 @@ import numpy as np
 import xgboost as xgb
 from pydantic import Field
 
-from raycat.components.base import Batch, Component, Params, Reporter
-from raycat.features import TextFeatureParams, TextFeaturizer
+from raycat.components.base import Batch, Params, Reporter
+from raycat.components.classical import TextComponent
+from raycat.features import TextFeatureParams
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ class XGBoostParams(Params):
     seed: int = 0
 
 
-class XGBoostComponent(Component):
+class XGBoostComponent(TextComponent):
     """Gradient-boosted trees on sparse TF-IDF input.
 
     One binary booster per category rather than xgboost's multi-output mode: it
@@ -48,13 +49,7 @@ class XGBoostComponent(Component):
 
     def fit(self, train, valid, *, report: Reporter | None = None) -> dict[str, Any]:
         p: XGBoostParams = self.params
-        self.featurizer_ = TextFeaturizer(p.text).fit(train)
-        x = self.featurizer_.transform(train)
-        y = self.targets(train)
-        weights = self.class_weights(y)
-        self.freq_ = y.mean(axis=0).astype(np.float32)
-        pos = y.sum(axis=0)
-        cols = np.flatnonzero((pos >= p.min_positives) & (pos < len(y)))
+        x, y, weights, cols = self._fit_inputs(train, p.text, p.min_positives)
 
         def train_one(j: int) -> xgb.Booster:
             dtrain_j = xgb.DMatrix(x, label=y[:, j])
@@ -87,8 +82,7 @@ class XGBoostComponent(Component):
         return {"n_train": len(y), "categories_modelled": len(cols)}
 
     def _predict(self, batch: Batch) -> np.ndarray:
-        x = self.featurizer_.transform(batch)
-        out = np.tile(self.freq_, (x.shape[0], 1))
+        x, out = self._predict_inputs(batch)
         if self.boosters_:
             d = xgb.DMatrix(x)
             for j, booster in self.boosters_.items():
