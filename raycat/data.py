@@ -1,9 +1,10 @@
 """Ray Data pipelines: snapshots joined with the catalog, labels, and images
 decoded as they stream.
 
-- :func:`read_split` reads a snapshot (``dev`` or ``test``) and the catalog with
-  Ray Data, joins them on ``product_id`` and adds ``targets``: each product's
-  positive categories from the configured label sources, closed under ancestors.
+- :func:`read_split` streams the catalog with Ray Data past a snapshot
+  (``dev`` or ``test``), keeps the products it lists and adds ``targets``: each
+  product's positive categories from the configured label sources, closed under
+  ancestors.
 - :func:`load_frame` materializes such a dataset's text and labels as a pandas
   frame, sorted by product id, for the components that train in memory.
 - :class:`ImageDecoder` is the ``map_batches`` step that reads, decodes, resizes
@@ -52,35 +53,49 @@ def targets_from_sources(
     to ancestors, negatives to descendants), so the result stays closed under
     ancestors.
     """
+
+    def labels(row: dict, column: str) -> set[str]:
+        value = row.get(column)
+        return set() if value is None else set(value)
+
     out = []
-    rows = frame.to_dict("records")
-    for row in rows:
+    for row in frame.to_dict("records"):
         pos: set[str] = set()
         for s in sources:
-            pos.update(row.get(f"pos_{s}", []) or [])
+            pos |= labels(row, f"pos_{s}")
         for s in _OVERRULING:
             if s in sources:
-                pos.difference_update(
-                    set(row.get(f"neg_{s}", []) or [])
-                    - set(row.get(f"pos_{s}", []) or [])
-                )
+                pos -= labels(row, f"neg_{s}") - labels(row, f"pos_{s}")
         out.append(sorted(pos))
     return out
 
 
-class _AddTargets:
-    def __init__(self, split: str, sources: Sequence[str]):
-        self.split = split
-        self.sources = list(sources)
+# Snapshots already fetched by this worker process, by object id.
+_SNAPSHOTS: dict[str, pd.DataFrame] = {}
 
-    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        if self.split == "test":
-            targets = [sorted(v) for v in batch["labels"]]
-        else:
-            targets = targets_from_sources(batch, self.sources)
-        out = batch[[c for c in CATALOG_COLUMNS if c in batch.columns]].copy()
-        out["targets"] = targets
-        return out
+
+def _join_snapshot(
+    batch: pd.DataFrame, snapshot_ref, split: str, sources: Sequence[str]
+) -> pd.DataFrame:
+    """``map_batches`` step: keeps the catalog rows the snapshot lists and adds
+    their ``targets``.  The snapshot (ids and label lists only, small next to
+    the catalog) is fetched from the object store once per worker, so the
+    catalog streams past it without a shuffle."""
+    import ray
+
+    key = snapshot_ref.hex()
+    if key not in _SNAPSHOTS:
+        _SNAPSHOTS.clear()
+        _SNAPSHOTS[key] = ray.get(snapshot_ref)
+    snapshot = _SNAPSHOTS[key]
+    keep = batch[batch["product_id"].isin(snapshot.index)]
+    out = keep[[c for c in CATALOG_COLUMNS if c in keep.columns]].reset_index(drop=True)
+    labels = snapshot.loc[out["product_id"]].reset_index(drop=True)
+    if split == "test":
+        out["targets"] = [sorted(v) for v in labels["labels"]]
+    else:
+        out["targets"] = targets_from_sources(labels, sources)
+    return out
 
 
 def read_split(
@@ -91,19 +106,30 @@ def read_split(
     sources: Sequence[str] = DEFAULT_LABEL_SOURCES,
 ):
     """The ``split`` snapshot joined with the catalog, as a Ray Dataset with the
-    catalog columns and ``targets``."""
+    catalog columns and ``targets`` (catalog products the snapshot does not
+    list are left out)."""
+    import pyarrow.parquet as pq
+    import ray
     import ray.data as rd
 
-    snap = rd.read_parquet(str(Path(snapshot) / f"{split}.parquet"))
+    table = pq.read_table(Path(snapshot) / f"{split}.parquet")
+    frame = table.to_pandas().set_index("product_id")
+    if not frame.index.is_unique:
+        dup = frame.index[frame.index.duplicated()][0]
+        raise ValueError(
+            f"{snapshot}/{split}.parquet lists product {dup!r} more than once; "
+            "re-create the snapshot (raycat prepare)"
+        )
     catalog = rd.read_parquet(str(catalog_path)).select_columns(CATALOG_COLUMNS)
-    n = snap.count()
-    # Partitions of about 50k rows keep each join task small.
-    parts = max(1, min(64, n // 50_000 + 1))
-    joined = snap.join(
-        catalog, join_type="inner", num_partitions=parts, on=("product_id",)
-    )
-    return joined.map_batches(
-        _AddTargets(split, sources), batch_format="pandas", batch_size=4096
+    return catalog.map_batches(
+        _join_snapshot,
+        fn_kwargs={
+            "snapshot_ref": ray.put(frame),
+            "split": split,
+            "sources": list(sources),
+        },
+        batch_format="pandas",
+        batch_size=4096,
     )
 
 

@@ -47,7 +47,6 @@ def test_oracle_answers_from_ground_truth_with_noise():
     assert [e.value for e in flipped] == [0, 1]
 
 
-@pytest.mark.slow
 def test_retrain_publishes_and_no_update_changes_nothing(ray_session, al_config):
     config = load_config(al_config)
     first = run_retrain(config)

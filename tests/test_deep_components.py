@@ -265,7 +265,6 @@ def test_imagenet_weights_without_network_fail_clearly(monkeypatch):
 
 
 @pytest.mark.parametrize(("kind", "params"), KINDS, ids=[k for k, _ in KINDS])
-@pytest.mark.slow
 def test_train_predict_save_load(kind, params, catalog, ray_session, tmp_path, request):
     train, valid, test = catalog
     if params.get("weights") == WEIGHTS_FILE:
@@ -301,7 +300,6 @@ def test_train_predict_save_load(kind, params, catalog, ray_session, tmp_path, r
         np.testing.assert_allclose(back.predict_proba(decoded), probs, atol=1e-5)
 
 
-@pytest.mark.slow
 def test_streams_carry_only_what_the_model_reads(catalog, ray_session):
     train, _, _ = catalog
     text = component_class("embed_mean")(TAX, {**TINY, **TINY_TEXT})
@@ -319,7 +317,6 @@ def test_streams_carry_only_what_the_model_reads(catalog, ray_session):
 # -- Ray Train ------------------------------------------------------------------------
 
 
-@pytest.mark.slow
 def test_trains_on_a_ray_train_worker(catalog, ray_session, tmp_path):
     train, valid, test = catalog
     params = {**TINY, **TINY_TEXT, "trainer": "ray", "epochs": 2}
@@ -341,7 +338,6 @@ def test_trains_on_a_ray_train_worker(catalog, ray_session, tmp_path):
     np.testing.assert_allclose(clone.predict_proba(test), probs, atol=1e-6)
 
 
-@pytest.mark.slow
 def test_ray_train_epochs_reach_report_live_and_can_stop_it(ray_session):
     """The caller's report sees each epoch while the run goes on; an exception
     from it asks the worker to stop, and is re-raised."""

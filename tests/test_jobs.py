@@ -198,7 +198,6 @@ def _wait_for_job(head: LocalHead, job_id: str) -> str:
 # A real train-pred run, mostly Ray Data reading the catalog: 4-7 min on a
 # shared, busy 2-core machine, so it is left out of the default suite; the
 # failing job below still covers submission, auth, logs and exit codes there.
-@pytest.mark.slow
 def test_train_pred_job_runs_on_a_submitted_cluster(
     local_head: LocalHead, demo_config: Path, tmp_path: Path
 ) -> None:

@@ -62,7 +62,6 @@ def browser():
         chromium.close()
 
 
-@pytest.mark.slow
 def test_a_labeler_labels_two_products_and_the_store_has_them(served, browser):
     config, base_url = served
     page = browser.new_page()

@@ -160,7 +160,6 @@ def test_tune_runs_components_in_parallel_and_saves_the_best(ray_session, tune_c
     assert set(final["split"]) == {"valid", "test"}
 
 
-@pytest.mark.slow
 def test_killed_search_resumes_without_redoing_trials(
     ray_session, tune_config, tmp_path
 ):

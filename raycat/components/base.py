@@ -96,6 +96,13 @@ class Component(ABC):
         # gpus); components that start Ray Train workers size them by it.
         self.resources = None
 
+    @classmethod
+    def trains_elsewhere(cls, params: Mapping[str, Any] | None) -> bool:
+        """Whether ``fit`` with these hyperparameters trains on Ray workers it
+        starts itself (and sizes from :attr:`resources`), so the task that calls
+        it should hold no resources: holding them would starve those workers."""
+        return False
+
     # -- training and prediction ------------------------------------------------
 
     @abstractmethod

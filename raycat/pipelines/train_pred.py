@@ -91,6 +91,7 @@ def train_and_evaluate(
     try:
         taxonomy = Taxonomy.from_json(taxonomy_json)
         comp = component_class(spec_.kind)(taxonomy, spec_.params, name=name)
+        comp.resources = spec_.resources
         train, valid = split_train_valid(
             dev, spec_.split.valid_fraction, spec_.split.seed
         )
@@ -157,6 +158,18 @@ def train_and_evaluate(
         }
 
 
+def task_resources(spec: ComponentSpec) -> tuple[float, float]:
+    """CPUs and GPUs for the task that trains ``spec``: its own resources, or
+    none when the component starts its own Ray Train worker with them (the task
+    only waits for it; holding CPUs too could leave that worker, or the Ray Data
+    tasks feeding it, nothing to run on)."""
+    from raycat.components import component_class
+
+    if component_class(spec.kind).trains_elsewhere(spec.params):
+        return 0.0, 0.0
+    return spec.resources.cpus, spec.resources.gpus
+
+
 def train_components(
     specs: dict[str, ComponentSpec],
     dev: pd.DataFrame,
@@ -172,14 +185,15 @@ def train_components(
     predictions go under ``out_home``."""
     import ray
 
+    from raycat.components import component_class
+
     dev_ref, test_ref = ray.put(dev), ray.put(test)
     task = ray.remote(train_and_evaluate)
-    pending = {
-        task.options(
-            num_cpus=spec.resources.cpus,
-            num_gpus=spec.resources.gpus,
-            name=f"{label}:{name}",
-            max_retries=0,
+
+    def submit(name: str, spec: ComponentSpec):
+        cpus, gpus = task_resources(spec)
+        return task.options(
+            num_cpus=cpus, num_gpus=gpus, name=f"{label}:{name}", max_retries=0
         ).remote(
             name,
             spec.model_dump(),
@@ -188,14 +202,47 @@ def train_components(
             test_ref,
             str(out_home),
             default_threshold,
-        ): name
-        for name, spec in specs.items()
+        )
+
+    # Components that start their own Ray Train worker are started only while
+    # one CPU stays free for the Ray Data tasks that feed them: with every CPU
+    # held by a worker waiting for data, nothing would move.  The others are
+    # all submitted at once; Ray queues them by their resources.
+    elsewhere = {
+        n: s
+        for n, s in specs.items()
+        if component_class(s.kind).trains_elsewhere(s.params)
     }
+    room = max(float(ray.cluster_resources().get("CPU", 1)) - 1.0, 0.0)
+    pending = {submit(n, s): n for n, s in specs.items() if n not in elsewhere}
+    waiting = list(elsewhere)
+    busy: dict[str, float] = {}
+
+    def start_waiting() -> None:
+        while waiting:
+            cpus = elsewhere[waiting[0]].resources.cpus
+            if busy and sum(busy.values()) + cpus > room:
+                return
+            name = waiting.pop(0)
+            busy[name] = cpus
+            pending[submit(name, elsewhere[name])] = name
+            if waiting:
+                logger.info(
+                    "[%s] %s started; %d more wait for CPUs (one stays free for "
+                    "Ray Data)",
+                    label,
+                    name,
+                    len(waiting),
+                )
+
+    start_waiting()
     results: dict[str, dict] = {}
     started = time.time()
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1)
         name = pending.pop(done[0])
+        busy.pop(name, None)
+        start_waiting()
         try:
             res = ray.get(done[0])
         except Exception as err:  # a crashed worker, not a Python error

@@ -306,7 +306,11 @@ def run_tune(
 
     from raycat.data import load_frame, read_split
     from raycat.pipelines.records import record_evaluations
-    from raycat.pipelines.train_pred import select_components, train_and_evaluate
+    from raycat.pipelines.train_pred import (
+        select_components,
+        task_resources,
+        train_and_evaluate,
+    )
     from raycat.ray_runtime import init_ray
     from raycat.run import prepare_run
 
@@ -384,7 +388,12 @@ def run_tune(
             )
             if specs[name].split is not None:
                 best_spec = best_spec.model_copy(update={"split": specs[name].split})
-            cpus, gpus = specs[name].resources.cpus, specs[name].resources.gpus
+            # The refit gets a trial's resources (on its Ray Train worker, if
+            # it starts one).
+            best_spec = best_spec.model_copy(
+                update={"resources": specs[name].resources}
+            )
+            cpus, gpus = task_resources(best_spec)
             finals[
                 final_task.options(
                     num_cpus=cpus, num_gpus=gpus, name=f"refit:{name}"

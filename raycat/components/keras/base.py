@@ -119,6 +119,11 @@ class KerasComponent(Component):
         self.pos_weight_: list[float] | None = None
         self.history_: list[dict[str, float]] = []
 
+    @classmethod
+    def trains_elsewhere(cls, params) -> bool:
+        default = cls.Params.model_fields["trainer"].default
+        return (params or {}).get("trainer", default) == "ray"
+
     # -- sizes ------------------------------------------------------------------
 
     @property

@@ -1,0 +1,223 @@
+"""Pool scoring (``raycat score``'s pipeline) on large synthetic pools: Ray Data
+with an actor pool vs a plain single-process loop, in one run.
+
+A small demo catalog trains a TF-IDF linear model (the current and text-only
+model); its products' texts are then tiled into pools of the sizes asked for.
+For each size, both ways score the whole pool with the same ``PoolScorer`` and
+write Parquet:
+
+- ``ray``: :func:`raycat.pipelines.score.score_pool` itself (the snapshot join,
+  the actor pool, the streamed Parquet writer);
+- ``loop``: pyarrow batches from the catalog file, scored and written one after
+  another in this process.
+
+Printed per size and way: products/s, and peak memory: the summed RSS of this
+process and every process it started (Ray's included), sampled every 0.5 s,
+and its growth over what was resident before the scoring started.  Flat
+memory means the growth does not follow the pool size.
+
+    .venv/bin/python bench/bench_pool_scoring.py --products 100000 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_deep_memory import TreeSampler  # noqa: E402
+
+logger = logging.getLogger("bench_pool_scoring")
+
+
+def train_base(tmp: Path, products: int):
+    """A demo catalog, prepared, with one linear model trained on it."""
+    from raycat.config import ComponentSpec, load_config
+    from raycat.demo import generate_catalog
+    from raycat.pipelines.train_pred import run_train_pred
+
+    demo = generate_catalog(tmp / "demo", products, seed=3, image_size=32)
+    config = load_config(demo.config_path)
+    config = config.model_copy(
+        update={
+            "home": str(tmp / "base"),
+            "components": {
+                "linear": ComponentSpec.model_validate(
+                    {
+                        "kind": "linear",
+                        "params": {"text": {"features": "tfidf", "colour": "remove"}},
+                    }
+                )
+            },
+        }
+    )
+    run_train_pred(config)
+    return config
+
+
+def tile_pool(base_home: Path, home: Path, n: int) -> None:
+    """A run home whose pool is ``n`` products: the base catalog's rows repeated
+    under new ids (text only), and a snapshot listing them all, unlabeled."""
+    catalog = pq.read_table(base_home / "catalog.parquet")
+    catalog = catalog.set_column(
+        catalog.schema.get_field_index("image"),
+        "image",
+        pa.nulls(len(catalog), catalog.schema.field("image").type),
+    )
+    snapshot = home / "snapshots" / "iter-000"
+    snapshot.mkdir(parents=True)
+    base_dev = pq.read_table(
+        sorted((base_home / "snapshots").glob("iter-*"))[-1] / "dev.parquet"
+    )
+    list_columns = [c for c in base_dev.column_names if c != "product_id"]
+    rows = len(catalog)
+    with (
+        pq.ParquetWriter(home / "catalog.parquet", catalog.schema) as cat_out,
+        pq.ParquetWriter(snapshot / "dev.parquet", base_dev.schema) as dev_out,
+    ):
+        for start in range(0, n, rows):
+            take = min(rows, n - start)
+            ids = pa.array([f"t{start + i:08d}" for i in range(take)], pa.string())
+            part = catalog.slice(0, take)
+            part = part.set_column(
+                part.schema.get_field_index("product_id"), "product_id", ids
+            )
+            cat_out.write_table(part)
+            empty = [
+                pa.array([[]] * take, base_dev.schema.field(c).type)
+                for c in list_columns
+            ]
+            dev_out.write_table(pa.table([ids, *empty], schema=base_dev.schema))
+    (home / "taxonomy.json").write_text((base_home / "taxonomy.json").read_text())
+
+
+def score_with_loop(home: Path, roles: dict, out: Path, batch_size: int) -> int:
+    from raycat.data import CATALOG_COLUMNS
+    from raycat.pipelines.score import PoolScorer
+
+    scorer = PoolScorer(roles)
+    source = pq.ParquetFile(home / "catalog.parquet")
+    writer = None
+    n = 0
+    out.mkdir(parents=True)
+    for batch in source.iter_batches(batch_size=batch_size, columns=CATALOG_COLUMNS):
+        arrays = {
+            name: col.to_numpy(zero_copy_only=False)
+            for name, col in zip(batch.schema.names, batch.columns, strict=True)
+        }
+        scored = scorer(arrays)
+        table = pa.table(
+            {
+                k: pa.FixedSizeListArray.from_arrays(v.reshape(-1), v.shape[1])
+                if v.ndim == 2
+                else pa.array(v)
+                for k, v in scored.items()
+            }
+        )
+        if writer is None:
+            writer = pq.ParquetWriter(out / "scores.parquet", table.schema)
+        writer.write_table(table)
+        n += len(table)
+    if writer is not None:
+        writer.close()
+    return n
+
+
+def measure(fn) -> tuple[object, float, int, int]:
+    """(result, seconds, peak tree RSS MiB, growth over the start MiB)."""
+    sampler = TreeSampler()
+    sampler.start()
+    time.sleep(0.6)
+    before = sampler.peak_kib
+    started = time.perf_counter()
+    result = fn()
+    seconds = time.perf_counter() - started
+    peak = sampler.stop()
+    return result, seconds, peak // 1024, (peak - before) // 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--products", type=int, nargs="+", default=[100_000])
+    parser.add_argument("--base", type=int, default=3000, help="demo catalog size")
+    parser.add_argument("--batch-size", type=int, default=4096)
+    parser.add_argument("--actors", type=int, default=None)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    os.environ.setdefault("RAYCAT_QUIET", "1")
+
+    from raycat.pipelines.score import choose_models, score_pool
+    from raycat.ray_runtime import init_ray
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="raycat-bench-score-") as tmp_:
+        tmp = Path(tmp_)
+        config = train_base(tmp, args.base)
+        base_home = Path(config.home)
+        models = base_home / "models"
+        roles = choose_models(base_home, models_root=models)
+        init_ray()
+        for n in args.products:
+            home = tmp / f"pool-{n}"
+            tile_pool(base_home, home, n)
+            big = config.model_copy(update={"home": str(home)})
+
+            def ray_way(big=big, home=home):
+                return score_pool(
+                    big,
+                    out_dir=home / "scores-ray",
+                    batch_size=args.batch_size,
+                    max_actors=args.actors,
+                    models_root=models,
+                )["products"]
+
+            def loop_way(home=home):
+                return score_with_loop(
+                    home, roles, home / "scores-loop", args.batch_size
+                )
+
+            for way, fn in (("loop", loop_way), ("ray", ray_way)):
+                done, seconds, peak, growth = measure(fn)
+                assert done == n, f"{way} scored {done} of {n} products"
+                rows.append(
+                    {
+                        "products": n,
+                        "way": way,
+                        "seconds": round(seconds, 1),
+                        "products_per_s": round(n / seconds),
+                        "peak_rss_mib": peak,
+                        "growth_mib": growth,
+                    }
+                )
+                print(json.dumps(rows[-1]), flush=True)
+
+    print()
+    print(
+        f"{'products':>10} {'way':>5} {'s':>8} {'products/s':>11} "
+        f"{'peak MiB':>9} {'growth MiB':>11}"
+    )
+    for r in rows:
+        print(
+            f"{r['products']:>10} {r['way']:>5} {r['seconds']:>8} "
+            f"{r['products_per_s']:>11} {r['peak_rss_mib']:>9} {r['growth_mib']:>11}"
+        )
+    for n in args.products:
+        by = {r["way"]: r for r in rows if r["products"] == n}
+        print(
+            f"{n} products: Ray Data / loop throughput "
+            f"{by['ray']['products_per_s'] / by['loop']['products_per_s']:.2f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()
