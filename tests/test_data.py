@@ -6,7 +6,10 @@ import pytest
 from PIL import Image
 
 from raycat.data import (
+    CATALOG_COLUMNS,
     ImageDecoder,
+    load_frame,
+    read_split,
     split_train_valid,
     targets_from_sources,
     with_images,
@@ -64,6 +67,43 @@ def test_targets_let_humans_overrule_rules():
     )
     assert targets_from_sources(frame) == [["a"], ["a", "a/b"], ["e"]]
     assert targets_from_sources(frame, ["human"]) == [[], [], ["e"]]
+
+
+def _write_split(tmp_path, snapshot_rows):
+    catalog = pd.DataFrame({c: [f"{c}-{i}" for i in range(6)] for c in CATALOG_COLUMNS})
+    catalog["product_id"] = [f"p{i}" for i in range(6)]
+    catalog.to_parquet(tmp_path / "catalog.parquet", row_group_size=2)
+    (tmp_path / "snap").mkdir()
+    pd.DataFrame(snapshot_rows).to_parquet(tmp_path / "snap" / "dev.parquet")
+    return tmp_path / "catalog.parquet", tmp_path / "snap"
+
+
+def test_read_split_keeps_listed_products_with_their_targets(ray_session, tmp_path):
+    empty: list[str] = []
+    catalog, snap = _write_split(
+        tmp_path,
+        {
+            "product_id": ["p4", "p1", "p9", "p2"],  # p9 is not in the catalog
+            "pos_rule": [["a"], ["a", "a/b"], ["a"], empty],
+            "neg_rule": [empty] * 4,
+            "pos_human": [empty, empty, empty, ["c"]],
+            "neg_human": [empty, ["a/b"], empty, empty],
+        },
+    )
+    frame = load_frame(read_split(catalog, snap, "dev"), unlabeled="keep")
+    assert frame["product_id"].tolist() == ["p1", "p2", "p4"]
+    assert frame["targets"].tolist() == [["a"], ["c"], ["a"]]
+    assert frame["title"].tolist() == ["title-1", "title-2", "title-4"]
+    rules_only = load_frame(read_split(catalog, snap, "dev", sources=["rule"]))
+    assert rules_only["targets"].tolist() == [["a", "a/b"], ["a"]]
+
+
+def test_read_split_rejects_a_snapshot_listing_a_product_twice(tmp_path):
+    catalog, snap = _write_split(
+        tmp_path, {"product_id": ["p1", "p1"], "pos_rule": [["a"], ["b"]]}
+    )
+    with pytest.raises(ValueError, match=r"lists product 'p1' more than once"):
+        read_split(catalog, snap, "dev")
 
 
 def test_split_is_seeded_by_product_not_by_order():

@@ -71,6 +71,20 @@ def read_predictions(path: Path, taxonomy: Taxonomy) -> tuple[list[str], np.ndar
     return ids, probs
 
 
+def _epoch_logger(name: str):
+    """A ``report`` callback that logs each epoch of an iterative component."""
+
+    def report(row: dict[str, float]) -> None:
+        logger.info(
+            "%s: epoch %d: %s",
+            name,
+            int(row.get("epoch", 0)),
+            ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "epoch"),
+        )
+
+    return report
+
+
 def train_and_evaluate(
     name: str,
     spec: dict[str, Any],
@@ -86,6 +100,9 @@ def train_and_evaluate(
     from raycat.data import split_train_valid
     from raycat.evaluation import choose_thresholds, evaluate
 
+    # In a Ray worker nothing configures logging: show this module's INFO lines
+    # (they reach the driver's console with the worker's output).
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     started = time.time()
     spec_ = ComponentSpec.model_validate(spec)
     try:
@@ -95,7 +112,9 @@ def train_and_evaluate(
         train, valid = split_train_valid(
             dev, spec_.split.valid_fraction, spec_.split.seed
         )
-        info = comp.fit(train, valid)
+        info = comp.fit(
+            train, valid, report=_epoch_logger(name) if comp.iterative else None
+        )
         fit_s = time.time() - started
 
         y_valid = taxonomy.multi_hot(valid["targets"].tolist())
