@@ -369,3 +369,32 @@ def test_ray_train_epochs_reach_report_live_and_can_stop_it(ray_session):
     result, reported, error = _run_with_channel(FakeTrainer(), channel, report)
     assert result.error is None and seen == [1, 2] and reported == 2
     assert isinstance(error, RuntimeError)
+
+
+# -- pipelines ------------------------------------------------------------------------
+
+
+def test_two_streaming_components_train_side_by_side_without_starving(
+    catalog, ray_session, tmp_path
+):
+    """On 2 CPUs, two Keras components training in their tasks would hold both
+    CPUs while their Ray Data streams wait for one; train_components keeps a
+    CPU free, so both finish."""
+    from raycat.config import ComponentSpec
+    from raycat.pipelines.train_pred import task_resources, train_components
+
+    train, valid, test = catalog
+    dev = pd.concat([train, valid], ignore_index=True)
+    params = {**TINY, **TINY_TEXT, "epochs": 1}
+    specs = {
+        "mean": ComponentSpec(kind="embed_mean", params=params),
+        "tfidf": ComponentSpec(kind="embed_tfidf", params=params),
+    }
+    results = train_components(specs, dev, test, TAX, tmp_path, label="test")
+    assert [r["ok"] for r in results] == [True, True], [r.get("error") for r in results]
+    assert (tmp_path / "models" / "tfidf" / "model.keras").is_file()
+
+    # A component on a Ray Train worker leaves its task nothing to hold.
+    assert task_resources(specs["mean"]) == (1.0, 0.0)
+    on_train = ComponentSpec(kind="embed_mean", params={**params, "trainer": "ray"})
+    assert task_resources(on_train) == (0.0, 0.0)

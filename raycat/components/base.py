@@ -66,6 +66,9 @@ class Component(ABC):
     Params: ClassVar[type[Params]] = Params
     uses_images: ClassVar[bool] = False
     iterative: ClassVar[bool] = False
+    # Whether ``fit`` reads its data through Ray Data tasks, which need a CPU
+    # of their own while the model trains (pipelines keep one free for them).
+    streams_data: ClassVar[bool] = False
 
     def __init__(
         self,

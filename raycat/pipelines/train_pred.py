@@ -223,28 +223,24 @@ def train_components(
             default_threshold,
         )
 
-    # Components that start their own Ray Train worker are started only while
-    # one CPU stays free for the Ray Data tasks that feed them: with every CPU
-    # held by a worker waiting for data, nothing would move.  The others are
-    # all submitted at once; Ray queues them by their resources.
-    elsewhere = {
-        n: s
-        for n, s in specs.items()
-        if component_class(s.kind).trains_elsewhere(s.params)
-    }
+    # Components that stream their data through Ray Data while they train are
+    # started only while one CPU stays free for the Ray Data tasks: with every
+    # CPU held by trainers waiting for data, nothing would move.  The others
+    # are all submitted at once; Ray queues them by their resources.
+    streaming = {n: s for n, s in specs.items() if component_class(s.kind).streams_data}
     room = max(float(ray.cluster_resources().get("CPU", 1)) - 1.0, 0.0)
-    pending = {submit(n, s): n for n, s in specs.items() if n not in elsewhere}
-    waiting = list(elsewhere)
+    pending = {submit(n, s): n for n, s in specs.items() if n not in streaming}
+    waiting = list(streaming)
     busy: dict[str, float] = {}
 
     def start_waiting() -> None:
         while waiting:
-            cpus = elsewhere[waiting[0]].resources.cpus
+            cpus = streaming[waiting[0]].resources.cpus
             if busy and sum(busy.values()) + cpus > room:
                 return
             name = waiting.pop(0)
             busy[name] = cpus
-            pending[submit(name, elsewhere[name])] = name
+            pending[submit(name, streaming[name])] = name
             if waiting:
                 logger.info(
                     "[%s] %s started; %d more wait for CPUs (one stays free for "

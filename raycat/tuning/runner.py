@@ -304,6 +304,7 @@ def run_tune(
     """
     import ray
 
+    from raycat.components import component_class
     from raycat.data import load_frame, read_split
     from raycat.pipelines.records import record_evaluations
     from raycat.pipelines.train_pred import (
@@ -352,18 +353,48 @@ def run_tune(
             config.name,
         )
 
+    # Trials of components that stream their data through Ray Data need the
+    # Ray Data tasks to find a free CPU: those searches (their concurrent trials
+    # and then their refit) share all CPUs but one, and start one after another
+    # when they do not fit together.  The other searches all start at once.
+    streaming = {n for n, s in selected.items() if component_class(s.kind).streams_data}
+    room = max(float(ray.cluster_resources().get("CPU", 1)) - 1.0, 0.0)
+    for name in streaming:
+        spec = specs[name]
+        cap = max(1, int(room // spec.resources.cpus)) if spec.resources.cpus else 1
+        if spec.max_concurrent > cap:
+            logger.warning(
+                "[tune %s] max_concurrent %d -> %d: with %s CPUs in the cluster, "
+                "more trials at once would leave Ray Data no CPU to feed them",
+                name,
+                spec.max_concurrent,
+                cap,
+                room + 1,
+            )
+            specs[name] = spec.model_copy(update={"max_concurrent": cap})
+    busy: dict[str, float] = {}
+
+    def can_start(name: str) -> bool:
+        if sequential:
+            return not pending and not finals
+        if name not in streaming:
+            return True
+        need = specs[name].max_concurrent * specs[name].resources.cpus
+        return not busy or sum(busy.values()) + need <= room
+
     waiting = list(selected)
-    pending = {}
-    for name in waiting[: 1 if sequential else len(waiting)]:
-        pending[launch(name)] = name
-    waiting = waiting[len(pending) :]
+    pending: dict[Any, str] = {}
     final_task = ray.remote(train_and_evaluate)
     searches: dict[str, dict] = {}
     finals: dict[Any, str] = {}
     while pending or finals or waiting:
-        if waiting and not pending and not finals:
-            name = waiting.pop(0)
+        for name in [n for n in waiting if can_start(n)]:
+            if not can_start(name):  # an earlier one took the room
+                continue
+            waiting.remove(name)
             pending[launch(name)] = name
+            if name in streaming:
+                busy[name] = specs[name].max_concurrent * specs[name].resources.cpus
         done, _ = ray.wait(list(pending) + list(finals), num_returns=1)
         ref = done[0]
         if ref in pending:
@@ -373,6 +404,7 @@ def run_tune(
             except Exception as err:  # reported per component
                 message = _last_line(err)
                 searches[name] = {"component": name, "ok": False, "error": message}
+                busy.pop(name, None)
                 logger.error("[tune %s] search failed: %s", name, message)
                 continue
             searches[name] = {**search, "ok": True}
@@ -394,6 +426,8 @@ def run_tune(
                 update={"resources": specs[name].resources}
             )
             cpus, gpus = task_resources(best_spec)
+            if name in streaming:
+                busy[name] = specs[name].resources.cpus
             finals[
                 final_task.options(
                     num_cpus=cpus, num_gpus=gpus, name=f"refit:{name}"
@@ -409,6 +443,7 @@ def run_tune(
             ] = name
         else:
             name = finals.pop(ref)
+            busy.pop(name, None)
             result = ray.get(ref)
             searches[name]["final"] = result
             if result["ok"]:

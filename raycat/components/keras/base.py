@@ -109,6 +109,7 @@ class KerasComponent(Component):
 
     Params = KerasParams
     iterative = True
+    streams_data = True
     uses_text: ClassVar[bool] = True
 
     def __init__(self, taxonomy, params=None, *, name=None):
