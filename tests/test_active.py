@@ -23,6 +23,7 @@ from raycat.active import (
     decide_strategy,
     depth_factor,
     largest_remainder,
+    split_by_shares,
     surprise_analysis,
 )
 from raycat.taxonomy import Taxonomy
@@ -50,6 +51,23 @@ def test_largest_remainder_ties_go_to_the_lower_index():
     # 10 / 3 = 3.333 each: floors 9, one left, the three remainders tie.
     assert largest_remainder([1 / 3, 1 / 3, 1 / 3], 10).tolist() == [4, 3, 3]
     assert largest_remainder([0.5, 0.5], 0).tolist() == [0, 0]
+
+
+def test_split_by_shares_keeps_the_mix_over_many_one_label_classes():
+    # Rounded class by class, every 1-label class would go to random.
+    quota = split_by_shares([1] * 100, [0.5, 0.25, 0.25])
+    assert quota.sum(axis=1).tolist() == [1] * 100
+    assert quota.sum(axis=0).tolist() == [50, 25, 25]
+    # Larger classes: each cell is the floor of its quota or one more, rows
+    # exact, columns within one label of their share of the total.
+    budgets = [7, 3, 0, 12, 5, 1, 1, 9]
+    shares = [0.5, 0.3, 0.2]
+    quota = split_by_shares(budgets, shares)
+    ideal = np.outer(budgets, shares)
+    assert quota.sum(axis=1).tolist() == budgets
+    assert ((quota >= np.floor(ideal)) & (quota <= np.floor(ideal) + 1)).all()
+    assert np.abs(quota.sum(axis=0) - sum(budgets) * np.array(shares)).max() <= 1
+    assert split_by_shares([4, 2], [1.0, 0.0]).tolist() == [[4, 0], [2, 0]]
 
 
 @pytest.mark.parametrize(

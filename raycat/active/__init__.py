@@ -11,6 +11,7 @@ from raycat.active.budget import (
     class_shares,
     depth_factor,
     largest_remainder,
+    split_by_shares,
 )
 from raycat.active.config import ActiveLearningConfig
 from raycat.active.errors import ActiveLearningError
@@ -51,5 +52,6 @@ __all__ = [
     "decide_strategy",
     "depth_factor",
     "largest_remainder",
+    "split_by_shares",
     "surprise_analysis",
 ]

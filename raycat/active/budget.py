@@ -233,3 +233,34 @@ def class_budget_by_id(
         categories=ids,
     )
     return {cid: int(b) for cid, b in zip(ids, budget, strict=True)}
+
+
+def split_by_shares(budgets: Sequence[int] | np.ndarray, shares: Sequence[float]):
+    """Labels per (class, strategy): row ``c`` adds up to ``budgets[c]`` and
+    gives each strategy the floor of its quota or one more, and each
+    strategy's column adds up to its share of all the labels, to within one.
+
+    Rounding every class on its own would hand each class of one label to the
+    first strategy, so a page of many small classes would be one strategy
+    only.  Here a class's leftover labels go to the strategies furthest below
+    their share of the labels handed out so far (ties to the lower index).
+    """
+    b = np.asarray(budgets, dtype=np.int64)
+    w = np.asarray(shares, dtype=np.float64)
+    largest_remainder(w, 0)  # validates the shares
+    ideal = np.outer(b, w)
+    quota = np.floor(ideal).astype(np.int64)
+    owed = ideal - quota
+    debt = np.zeros(len(w))
+    for c in range(len(b)):
+        debt += owed[c]
+        left = int(b[c] - quota[c].sum())
+        if left <= 0:
+            continue
+        # Strategies owed a fraction here first (rounding can leave none).
+        key = debt + np.where(owed[c] > 1e-9, 1e6, 0.0)
+        open_ = np.flatnonzero(w > 0)
+        pick = open_[np.argsort(-key[open_], kind="stable")[:left]]
+        quota[c, pick] += 1
+        debt[pick] -= 1
+    return quota

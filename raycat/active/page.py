@@ -34,7 +34,7 @@ from numbers import Real
 import numpy as np
 import pandas as pd
 
-from raycat.active.budget import largest_remainder
+from raycat.active.budget import largest_remainder, split_by_shares
 from raycat.active.errors import ActiveLearningError
 
 logger = logging.getLogger(__name__)
@@ -469,9 +469,7 @@ def compose_page(
     )
     names = list(share)
     weights = np.asarray([share[s] for s in names])
-    quota = np.zeros((len(cats), len(names)), dtype=np.int64)
-    for c, b in enumerate(budget):
-        quota[c] = largest_remainder(weights, int(b))
+    quota = split_by_shares(budget, weights)
     exhausted = np.zeros_like(quota, dtype=bool)
     short = np.zeros(len(cats), dtype=np.int64)
     # Random first, for every class, so that its sample stays uniform; then the
