@@ -17,6 +17,8 @@ exactly from its snapshot.
 from __future__ import annotations
 
 import logging
+import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,6 +62,16 @@ class RunPaths:
     def latest_snapshot(self) -> Path | None:
         found = sorted((self.home / "snapshots").glob("iter-*"))
         return found[-1] if found else None
+
+
+def set_aside(path: Path) -> Path | None:
+    """Rename an existing ``path`` to ``<name>.previous-<unix time>`` beside it,
+    so a fresh start loses nothing; returns the new name, or None."""
+    if not path.exists():
+        return None
+    kept = path.with_name(f"{path.name}.previous-{int(time.time())}")
+    shutil.move(str(path), str(kept))
+    return kept
 
 
 @dataclass

@@ -95,3 +95,11 @@ def test_simulation_writes_learning_curves(ray_session, al_config, tmp_path):
     used = table[table["iteration"] == 1]["labels_used"]
     assert (used > 20).all()
     assert table["test_hierarchical_f1"].between(0, 1).all()
+
+    # A second simulation starts from the rule labels again; the first is kept.
+    again = run_simulation(
+        config, iterations=1, labels=30, seeds=1, components=["tfidf"]
+    )
+    table = pd.read_parquet(again["table"])
+    assert sorted(table["iteration"].unique()) == [0, 1]
+    assert len(list((tmp_path / "sim").glob("simulation.previous-*"))) == 1

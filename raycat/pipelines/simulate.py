@@ -131,10 +131,15 @@ def run_simulation(
     """Simulate ``iterations`` active-learning rounds per seed, and a random
     baseline with the same budget; returns the learning curves."""
     from raycat.pipelines.retrain import run_retrain
+    from raycat.run import set_aside
 
     started = time.time()
     base_home = Path(config.home)
     n = labels or config.active_learning.labels_per_iteration
+    # Every simulation starts from the rule labels alone.
+    kept = set_aside(base_home / "simulation")
+    if kept:
+        logger.info("the previous simulation is kept as %s", kept)
     rows: list[dict[str, Any]] = []
     for seed in range(seeds):
         for arm in ("active", "random"):

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from raycat.config import ComponentSpec, PipelineConfig
+from raycat.run import set_aside
 from raycat.tuning.spaces import (
     OptunaSpace,
     TuningSpec,
@@ -175,10 +175,9 @@ def tune_component(
         logger.info("[tune %s] resuming the search in %s", name, path)
         tuner = tune.Tuner.restore(str(path), trainable, resume_errored=True)
     else:
-        if path.exists():
-            kept = path.with_name(f"{name}.previous-{int(time.time())}")
+        kept = set_aside(path)
+        if kept:
             logger.info("[tune %s] a previous search is kept as %s", name, kept)
-            shutil.move(str(path), str(kept))
         scheduler = None
         if spec.scheduler == "asha":
             if not cls.iterative:
