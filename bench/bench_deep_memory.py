@@ -47,6 +47,20 @@ def _rss_kib(pid: int) -> int:
     return 0
 
 
+def _pss_kib(pid: int) -> int:
+    """Proportional set size: shared pages (Ray's object store is shared memory
+    mapped into every worker) count once in a sum, split among the processes
+    that map them, where RSS would count them in each."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def _descendants(root: int) -> list[int]:
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
@@ -67,17 +81,19 @@ def _descendants(root: int) -> list[int]:
 
 
 class TreeSampler(threading.Thread):
-    """Peak summed RSS of this process and all its descendants."""
+    """Peak summed RSS (or PSS, with ``pss=True``) of this process and all its
+    descendants."""
 
-    def __init__(self, every_s: float = 0.5):
+    def __init__(self, every_s: float = 0.5, *, pss: bool = False):
         super().__init__(daemon=True)
         self.every_s = every_s
+        self._size = _pss_kib if pss else _rss_kib
         self.peak_kib = 0
         self._done = threading.Event()
 
     def run(self) -> None:
         while not self._done.is_set():
-            total = sum(_rss_kib(pid) for pid in _descendants(os.getpid()))
+            total = sum(self._size(pid) for pid in _descendants(os.getpid()))
             self.peak_kib = max(self.peak_kib, total)
             self._done.wait(self.every_s)
 

@@ -6,15 +6,17 @@ model); its products' texts are then tiled into pools of the sizes asked for.
 For each size, both ways score the whole pool with the same ``PoolScorer`` and
 write Parquet:
 
-- ``ray``: :func:`raycat.pipelines.score.score_pool` itself (the snapshot join,
-  the actor pool, the streamed Parquet writer);
+- ``ray``: :func:`raycat.pipelines.score.score_pool` itself (the catalog
+  streamed past the test ids, the actor pool, the streamed Parquet writer);
 - ``loop``: pyarrow batches from the catalog file, scored and written one after
   another in this process.
 
-Printed per size and way: products/s, and peak memory: the summed RSS of this
-process and every process it started (Ray's included), sampled every 0.5 s,
-and its growth over what was resident before the scoring started.  Flat
-memory means the growth does not follow the pool size.
+Printed per size and way: products/s, and peak memory: the summed PSS of this
+process and every process it started (Ray's included; PSS counts the object
+store's shared pages once, where summed RSS would count them in every worker
+that maps them), sampled every 0.5 s, and its growth over what was resident
+before the scoring started.  Flat memory means the growth does not follow the
+pool size.
 
     .venv/bin/python bench/bench_pool_scoring.py --products 100000 1000000
 """
@@ -98,6 +100,10 @@ def tile_pool(base_home: Path, home: Path, n: int) -> None:
                 for c in list_columns
             ]
             dev_out.write_table(pa.table([ids, *empty], schema=base_dev.schema))
+    base_test = pq.read_table(
+        sorted((base_home / "snapshots").glob("iter-*"))[-1] / "test.parquet"
+    )
+    pq.write_table(base_test.slice(0, 0), snapshot / "test.parquet")
     (home / "taxonomy.json").write_text((base_home / "taxonomy.json").read_text())
 
 
@@ -134,8 +140,8 @@ def score_with_loop(home: Path, roles: dict, out: Path, batch_size: int) -> int:
 
 
 def measure(fn) -> tuple[object, float, int, int]:
-    """(result, seconds, peak tree RSS MiB, growth over the start MiB)."""
-    sampler = TreeSampler()
+    """(result, seconds, peak tree PSS MiB, growth over the start MiB)."""
+    sampler = TreeSampler(pss=True)
     sampler.start()
     time.sleep(0.6)
     before = sampler.peak_kib
@@ -195,7 +201,7 @@ def main() -> None:
                         "way": way,
                         "seconds": round(seconds, 1),
                         "products_per_s": round(n / seconds),
-                        "peak_rss_mib": peak,
+                        "peak_pss_mib": peak,
                         "growth_mib": growth,
                     }
                 )
@@ -204,12 +210,12 @@ def main() -> None:
     print()
     print(
         f"{'products':>10} {'way':>5} {'s':>8} {'products/s':>11} "
-        f"{'peak MiB':>9} {'growth MiB':>11}"
+        f"{'peak PSS MiB':>13} {'growth MiB':>11}"
     )
     for r in rows:
         print(
             f"{r['products']:>10} {r['way']:>5} {r['seconds']:>8} "
-            f"{r['products_per_s']:>11} {r['peak_rss_mib']:>9} {r['growth_mib']:>11}"
+            f"{r['products_per_s']:>11} {r['peak_pss_mib']:>13} {r['growth_mib']:>11}"
         )
     for n in args.products:
         by = {r["way"]: r for r in rows if r["products"] == n}

@@ -70,7 +70,7 @@ def targets_from_sources(
     return out
 
 
-# Snapshots already fetched by this worker process, by object id.
+# Snapshots (or id sets) already fetched by this worker process, by object id.
 _SNAPSHOTS: dict[str, pd.DataFrame] = {}
 
 
@@ -128,6 +128,37 @@ def read_split(
             "split": split,
             "sources": list(sources),
         },
+        batch_format="pandas",
+        batch_size=4096,
+    )
+
+
+def _drop_ids(batch: pd.DataFrame, ids_ref) -> pd.DataFrame:
+    """``map_batches`` step: the rows whose product id is not in the set held
+    by ``ids_ref`` (fetched once per worker)."""
+    import ray
+
+    key = ids_ref.hex()
+    if key not in _SNAPSHOTS:
+        _SNAPSHOTS.clear()
+        _SNAPSHOTS[key] = ray.get(ids_ref)
+    return batch[~batch["product_id"].isin(_SNAPSHOTS[key])].reset_index(drop=True)
+
+
+def read_pool(catalog_path: str | Path, snapshot: str | Path):
+    """The pool (every catalog product outside the snapshot's test set) as a Ray
+    Dataset of catalog columns.  Only the test ids are held in memory, so the
+    pool streams however large it is."""
+    import pyarrow.parquet as pq
+    import ray
+    import ray.data as rd
+
+    test = pq.read_table(Path(snapshot) / "test.parquet", columns=["product_id"])
+    ids = pd.Index(test.column("product_id").to_pylist())
+    catalog = rd.read_parquet(str(catalog_path)).select_columns(CATALOG_COLUMNS)
+    return catalog.map_batches(
+        _drop_ids,
+        fn_kwargs={"ids_ref": ray.put(ids)},
         batch_format="pandas",
         batch_size=4096,
     )

@@ -163,7 +163,7 @@ def score_pool(
     import ray
     import ray.data
 
-    from raycat.data import CATALOG_COLUMNS, read_split
+    from raycat.data import CATALOG_COLUMNS, read_pool
     from raycat.ray_runtime import init_ray
     from raycat.run import RunPaths
 
@@ -189,7 +189,7 @@ def score_pool(
         snapshot = paths.latest_snapshot()
         if snapshot is None:
             raise ConfigError("no snapshot in the run's home; run `raycat prepare`")
-        ds = read_split(paths.catalog, snapshot, "dev").select_columns(CATALOG_COLUMNS)
+        ds = read_pool(paths.catalog, snapshot)
     else:
         ids = ray.data.from_items([{"product_id": p} for p in product_ids])
         catalog = ray.data.read_parquet(str(paths.catalog)).select_columns(
