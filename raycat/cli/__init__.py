@@ -420,7 +420,17 @@ def quickstart(
         return
     _print_rows("train-pred: test metrics per component", result["train_pred"])
     _print_rows("hypertune: best of each component", result["tune"])
-    _print_rows("active learning", result["active_learning"])
+    _print_rows(
+        "active learning: test hierarchical F1",
+        [
+            {
+                **row,
+                "model_R": round(row["model_R"]["hierarchical_f1"], 4),
+                "model_A": round(row["model_A"]["hierarchical_f1"], 4),
+            }
+            for row in result["active_learning"]
+        ],
+    )
     out.print(f"current model: {result['ensemble']['chosen']}")
     out.print(f"run home: {result['home']}  ({result['wall_s']} s)")
     out.print(f"[bold]report:[/] {result['report']}")

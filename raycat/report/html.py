@@ -408,10 +408,11 @@ def _simulation_section(inputs: RunInputs) -> str:
         summary.append(row)
     return "\n".join(
         [
-            "<p>Model-R retrains from scratch on all labels, model-A updates "
-            "the previous model with the new labels, and the random baseline "
-            "spends the same budget on randomly chosen products. Lines are the "
-            "mean over seeds, bands the range, dots single seeds.</p>",
+            "<p>Model-R learns from the randomly sampled human labels, model-A "
+            "from the disagreement and uncertainty ones (both on top of the "
+            "rule labels), and the random baseline spends the whole budget on "
+            "random samples. Lines are the mean over seeds, bands the range, "
+            "dots single seeds.</p>",
             _figure(
                 plots.learning_curves(frame, metrics),
                 "Test metrics against the number of labels used.",

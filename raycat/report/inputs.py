@@ -178,8 +178,13 @@ def _surprises(home: Path) -> pd.DataFrame | Missing:
     if path.is_file():
         frame = _parquet(path, home, hint)
     else:
+        # The run's own iterations, else those of its simulation (each seed's
+        # active run), summed over seeds.
+        files = sorted(home.glob("iterations/iter-*/surprises.parquet")) or sorted(
+            home.glob("simulation/seed-*/active/iterations/iter-*/surprises.parquet")
+        )
         parts = []
-        for file in sorted(home.glob("iterations/iter-*/surprises.parquet")):
+        for file in files:
             part = _parquet(file, home, hint)
             if isinstance(part, Missing):
                 continue
@@ -190,7 +195,7 @@ def _surprises(home: Path) -> pd.DataFrame | Missing:
             parts.append(part)
         if not parts:
             return Missing("metrics/surprises.parquet", hint)
-        frame = pd.concat(parts, ignore_index=True)
+        frame = _sum_over_seeds(pd.concat(parts, ignore_index=True))
     if isinstance(frame, Missing):
         return frame
     if "strategy" not in frame.columns and frame.index.name == "strategy":
@@ -203,6 +208,35 @@ def _surprises(home: Path) -> pd.DataFrame | Missing:
     if "iteration" not in frame.columns:
         frame["iteration"] = 0
     return frame
+
+
+def _sum_over_seeds(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per (strategy, iteration): counts and sums added up, the rates
+    and means recomputed from them."""
+    sums = [
+        c
+        for c in (
+            "queued",
+            "labels",
+            "surprises",
+            "cross_entropy_sum",
+            "surprise_cross_entropy_sum",
+        )
+        if c in frame.columns
+    ]
+    if "labels" not in sums or not frame.duplicated(["strategy", "iteration"]).any():
+        return frame
+    out = frame.groupby(["strategy", "iteration"], as_index=False)[sums].sum()
+    labels = out["labels"].where(out["labels"] > 0)
+    if "surprises" in out:
+        out["surprise_rate"] = (out["surprises"] / labels).fillna(0.0)
+    if "cross_entropy_sum" in out:
+        out["cross_entropy_mean"] = (out["cross_entropy_sum"] / labels).fillna(0.0)
+    if "surprise_cross_entropy_sum" in out:
+        out["surprise_cross_entropy_per_label"] = (
+            out["surprise_cross_entropy_sum"] / labels
+        ).fillna(0.0)
+    return out
 
 
 def _labels(
