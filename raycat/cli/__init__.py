@@ -53,6 +53,10 @@ def _setup_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+# The real stdout while a --json command runs (sys.stdout is stderr then).
+_json_out = None
+
+
 @app.callback()
 def _main(
     verbose: Annotated[
@@ -61,9 +65,13 @@ def _main(
 ) -> None:
     _setup_logging(verbose)
     if "--json" in sys.argv:
-        # stdout must hold the JSON document alone: keep Ray's worker and
-        # raylet messages (which it prints on stdout) out of it.
+        # stdout must hold the JSON document alone: keep Ray's worker output
+        # out of it, and send whatever else Ray prints (raylet warnings come
+        # through even then) to stderr until the document is written.
         os.environ["RAYCAT_QUIET"] = "1"
+        global _json_out
+        _json_out = sys.stdout
+        sys.stdout = sys.stderr
 
 
 def _names(components: str | None) -> list[str] | None:
@@ -72,7 +80,7 @@ def _names(components: str | None) -> list[str] | None:
 
 
 def _emit_json(data: object) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    (_json_out or sys.stdout).write(json.dumps(data, indent=2, default=str) + "\n")
 
 
 @catalog_app.command("check")
