@@ -25,6 +25,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from raycat.errors import LabelStoreError
 from raycat.images import load_image
 from raycat.labels import Source
 
@@ -70,8 +71,19 @@ def targets_from_sources(
     return out
 
 
-# Snapshots (or id sets) already fetched by this worker process, by object id.
-_SNAPSHOTS: dict[str, pd.DataFrame] = {}
+# The snapshot (or id set) this worker process fetched last, by object id.
+_FETCHED: dict[str, pd.DataFrame | pd.Index] = {}
+
+
+def _fetch_once(ref):
+    """``ray.get(ref)``, once per worker process for the same object."""
+    import ray
+
+    key = ref.hex()
+    if key not in _FETCHED:
+        _FETCHED.clear()
+        _FETCHED[key] = ray.get(ref)
+    return _FETCHED[key]
 
 
 def _join_snapshot(
@@ -81,13 +93,7 @@ def _join_snapshot(
     their ``targets``.  The snapshot (ids and label lists only, small next to
     the catalog) is fetched from the object store once per worker, so the
     catalog streams past it without a shuffle."""
-    import ray
-
-    key = snapshot_ref.hex()
-    if key not in _SNAPSHOTS:
-        _SNAPSHOTS.clear()
-        _SNAPSHOTS[key] = ray.get(snapshot_ref)
-    snapshot = _SNAPSHOTS[key]
+    snapshot = _fetch_once(snapshot_ref)
     keep = batch[batch["product_id"].isin(snapshot.index)]
     out = keep[[c for c in CATALOG_COLUMNS if c in keep.columns]].reset_index(drop=True)
     labels = snapshot.loc[out["product_id"]].reset_index(drop=True)
@@ -116,7 +122,7 @@ def read_split(
     frame = table.to_pandas().set_index("product_id")
     if not frame.index.is_unique:
         dup = frame.index[frame.index.duplicated()][0]
-        raise ValueError(
+        raise LabelStoreError(
             f"{snapshot}/{split}.parquet lists product {dup!r} more than once; "
             "re-create the snapshot (raycat prepare)"
         )
@@ -136,13 +142,8 @@ def read_split(
 def _drop_ids(batch: pd.DataFrame, ids_ref) -> pd.DataFrame:
     """``map_batches`` step: the rows whose product id is not in the set held
     by ``ids_ref`` (fetched once per worker)."""
-    import ray
-
-    key = ids_ref.hex()
-    if key not in _SNAPSHOTS:
-        _SNAPSHOTS.clear()
-        _SNAPSHOTS[key] = ray.get(ids_ref)
-    return batch[~batch["product_id"].isin(_SNAPSHOTS[key])].reset_index(drop=True)
+    ids = _fetch_once(ids_ref)
+    return batch[~batch["product_id"].isin(ids)].reset_index(drop=True)
 
 
 def read_pool(catalog_path: str | Path, snapshot: str | Path):

@@ -14,6 +14,7 @@ from raycat.data import (
     targets_from_sources,
     with_images,
 )
+from raycat.errors import LabelStoreError
 
 
 @pytest.fixture
@@ -102,7 +103,7 @@ def test_read_split_rejects_a_snapshot_listing_a_product_twice(tmp_path):
     catalog, snap = _write_split(
         tmp_path, {"product_id": ["p1", "p1"], "pos_rule": [["a"], ["b"]]}
     )
-    with pytest.raises(ValueError, match=r"lists product 'p1' more than once"):
+    with pytest.raises(LabelStoreError, match=r"lists product 'p1' more than once"):
         read_split(catalog, snap, "dev")
 
 

@@ -195,9 +195,14 @@ def _wait_for_job(head: LocalHead, job_id: str) -> str:
     )
 
 
-# A real train-pred run, mostly Ray Data reading the catalog: 4-7 min on a
-# shared, busy 2-core machine, so it is left out of the default suite; the
-# failing job below still covers submission, auth, logs and exit codes there.
+def _summary(logs: str) -> dict:
+    """A job's summary: the last JSON line of its logs (workers' log lines reach
+    the job's log as they come, so they may follow it)."""
+    lines = [line for line in logs.strip().splitlines() if line.startswith("{")]
+    assert lines, f"no JSON summary line in the job's logs: {logs[-2000:]}"
+    return json.loads(lines[-1])
+
+
 def test_train_pred_job_runs_on_a_submitted_cluster(
     local_head: LocalHead, demo_config: Path, tmp_path: Path
 ) -> None:
@@ -224,8 +229,7 @@ def test_train_pred_job_runs_on_a_submitted_cluster(
     logs = local_head.ray("logs", job_id).stdout
     assert status == "SUCCEEDED", logs[-4000:]
 
-    # The last line of the logs is the summary.
-    summary = json.loads(logs.strip().splitlines()[-1])
+    summary = _summary(logs)
     assert summary["job"] == "train-pred"
     assert summary["ok"] is True
     assert summary["submission_id"] == job_id
@@ -258,8 +262,7 @@ def test_a_failing_job_exits_non_zero_with_a_summary(
         cwd=REPO,
     )
     assert _wait_for_job(local_head, job_id) == "FAILED"
-    logs = local_head.ray("logs", job_id).stdout
-    summary = json.loads(logs.strip().splitlines()[-1])
+    summary = _summary(local_head.ray("logs", job_id).stdout)
     assert summary["ok"] is False
     assert "not found" in summary["error"]
 

@@ -75,7 +75,11 @@ def test_a_labeler_labels_two_products_and_the_store_has_them(served, browser):
     page.wait_for_selector(".product >> nth=1")
     assert page.evaluate("localStorage.getItem('raycat.labeler')") == "erin"
     assert "confirm the selected category" in page.inner_text("#help")
-    assert page.eval_on_selector(".product .thumb", "img => img.complete")
+    # The first product's image arrives (decoded, not a broken icon).
+    page.wait_for_function(
+        "() => { const img = document.querySelector('.product .thumb');"
+        " return img && img.complete && img.naturalWidth > 0; }"
+    )
 
     first = page.locator('.product[data-index="0"]')
     second = page.locator('.product[data-index="1"]')
