@@ -158,6 +158,9 @@ def main() -> None:
     parser.add_argument("--base", type=int, default=3000, help="demo catalog size")
     parser.add_argument("--batch-size", type=int, default=4096)
     parser.add_argument("--actors", type=int, default=None)
+    parser.add_argument(
+        "--ways", nargs="+", choices=["loop", "ray"], default=["loop", "ray"]
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("RAYCAT_QUIET", "1")
@@ -192,7 +195,8 @@ def main() -> None:
                     home, roles, home / "scores-loop", args.batch_size
                 )
 
-            for way, fn in (("loop", loop_way), ("ray", ray_way)):
+            ways = {"loop": loop_way, "ray": ray_way}
+            for way, fn in ((w, ways[w]) for w in args.ways):
                 done, seconds, peak, growth = measure(fn)
                 assert done == n, f"{way} scored {done} of {n} products"
                 rows.append(
@@ -219,6 +223,8 @@ def main() -> None:
         )
     for n in args.products:
         by = {r["way"]: r for r in rows if r["products"] == n}
+        if len(by) < 2:
+            continue
         print(
             f"{n} products: Ray Data / loop throughput "
             f"{by['ray']['products_per_s'] / by['loop']['products_per_s']:.2f}x"
