@@ -13,6 +13,20 @@ FLIPKART = REPO.parent / "shared" / "data" / "flipkart-1050"
 FLIPKART_CONFIG = REPO / "configs" / "flipkart-1050.yaml"
 
 
+# Headless Chromium with nothing that reaches the network or writes outside
+# its profile: the browser tests' common flags.
+CHROMIUM_HEADLESS_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
 @pytest.fixture
 def flipkart_config() -> Path:
     if not (FLIPKART / "products.csv").is_file():

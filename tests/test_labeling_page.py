@@ -15,19 +15,11 @@ import pytest
 
 from raycat.labels import open_label_store
 from raycat.taxonomy import Taxonomy
+from tests.conftest import CHROMIUM_HEADLESS_ARGS
 from tests.test_serving import TOKEN, build_served_run, start_app
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+CHROMIUM_ARGS = CHROMIUM_HEADLESS_ARGS
 
 sync_api = pytest.importorskip(
     "playwright.sync_api",

@@ -18,6 +18,7 @@ import pytest
 from raycat.labels import LabelEvent, Source, open_label_store
 from raycat.report import ReportError, load_inputs, write_report
 from raycat.taxonomy import Taxonomy
+from tests.conftest import CHROMIUM_HEADLESS_ARGS
 
 CHROMIUM_CANDIDATES = ("chromium", "chromium-browser", "google-chrome")
 PATHS = [
@@ -301,14 +302,7 @@ def test_report_opens_in_headless_chromium(full_report: Path, tmp_path: Path) ->
     subprocess.run(
         [
             browser,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
+            *CHROMIUM_HEADLESS_ARGS,
             "--hide-scrollbars",
             f"--user-data-dir={tmp_path / 'chromium-profile'}",
             f"--screenshot={shot}",

@@ -25,6 +25,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from raycat.config import is_uri
+from raycat.data import CATALOG_COLUMNS
 from raycat.errors import LabelError
 from raycat.labels import LabelEvent, open_label_store
 from raycat.labels.events import Source
@@ -36,14 +37,6 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-CATALOG_COLUMNS = (
-    "product_id",
-    "title",
-    "description",
-    "extra_text",
-    "colour",
-    "image",
-)
 # Queue pages and their images are looked up again within minutes; 20 000 rows
 # of text is a few tens of MB at most.
 CATALOG_CACHE_ROWS = 20_000
