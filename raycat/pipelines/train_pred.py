@@ -189,6 +189,15 @@ def task_resources(spec: ComponentSpec) -> tuple[float, float]:
     return spec.resources.cpus, spec.resources.gpus
 
 
+def streaming_room() -> float:
+    """CPUs that components streaming their data through Ray Data may hold at
+    once: all of the cluster's but one, which stays free for the Ray Data tasks
+    that feed them."""
+    import ray
+
+    return max(float(ray.cluster_resources().get("CPU", 1)) - 1.0, 0.0)
+
+
 def train_components(
     specs: dict[str, ComponentSpec],
     dev: pd.DataFrame,
@@ -228,7 +237,7 @@ def train_components(
     # CPU held by trainers waiting for data, nothing would move.  The others
     # are all submitted at once; Ray queues them by their resources.
     streaming = {n: s for n, s in specs.items() if component_class(s.kind).streams_data}
-    room = max(float(ray.cluster_resources().get("CPU", 1)) - 1.0, 0.0)
+    room = streaming_room()
     pending = {submit(n, s): n for n, s in specs.items() if n not in streaming}
     waiting = list(streaming)
     busy: dict[str, float] = {}

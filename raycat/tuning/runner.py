@@ -308,6 +308,7 @@ def run_tune(
     from raycat.pipelines.records import record_evaluations
     from raycat.pipelines.train_pred import (
         select_components,
+        streaming_room,
         task_resources,
         train_and_evaluate,
     )
@@ -357,7 +358,7 @@ def run_tune(
     # and then their refit) share all CPUs but one, and start one after another
     # when they do not fit together.  The other searches all start at once.
     streaming = {n for n, s in selected.items() if component_class(s.kind).streams_data}
-    room = max(float(ray.cluster_resources().get("CPU", 1)) - 1.0, 0.0)
+    room = streaming_room()
     for name in streaming:
         spec = specs[name]
         cap = max(1, int(room // spec.resources.cpus)) if spec.resources.cpus else 1
