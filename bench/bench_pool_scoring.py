@@ -9,16 +9,22 @@ write Parquet:
 - ``ray``: :func:`raycat.pipelines.score.score_pool` itself (the catalog
   streamed past the test ids, the actor pool, the streamed Parquet writer);
 - ``loop``: pyarrow batches from the catalog file, scored and written one after
-  another in this process.
+  another in one process.
 
-Printed per size and way: products/s, and peak memory: the summed PSS of this
-process and every process it started (Ray's included; PSS counts the object
-store's shared pages once, where summed RSS would count them in every worker
-that maps them), sampled every 0.5 s, and its growth over what was resident
-before the scoring started.  Flat memory means the growth does not follow the
-pool size.
+Each (size, way) runs in a fresh child process, the Ray way with its own fresh
+local Ray instance (started before the clock starts), so no run inherits
+what an earlier one left resident.  Printed per size and way: products/s, and
+peak memory: the summed PSS of this process and every process under it (Ray's
+included; PSS counts the object store's shared pages once, where summed RSS
+would count them in every worker that maps them), sampled every 0.5 s, and its
+growth over this process alone.  Flat memory means the peak does not follow
+the pool size: the last lines compare the largest pool with the smallest.
+Every process uses the same pyarrow allocator (``--arrow-pool``, default
+``system`` as raycat's local Ray sets it).
 
     .venv/bin/python bench/bench_pool_scoring.py --products 100000 1000000
+    .venv/bin/python bench/bench_pool_scoring.py --products 1000000 10000000 \
+        --ways ray
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ import argparse
 import json
 import logging
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -139,17 +147,46 @@ def score_with_loop(home: Path, roles: dict, out: Path, batch_size: int) -> int:
     return n
 
 
-def measure(fn) -> tuple[object, float, int, int]:
-    """(result, seconds, peak tree PSS MiB, growth over the start MiB)."""
+def run_one(args: argparse.Namespace) -> None:
+    """Child process: score one pool one way; print its JSON line."""
+    from raycat.config import load_config
+    from raycat.pipelines.score import choose_models, score_pool
+
+    home, models = Path(args.home), Path(args.models)
+    if args.one == "ray":
+        from raycat.ray_runtime import init_ray
+
+        init_ray()  # its start-up is not timed (one per session, not per pool)
+    started = time.perf_counter()
+    if args.one == "loop":
+        roles = choose_models(home, models_root=models)
+        done = score_with_loop(home, roles, home / "scores-loop", args.batch_size)
+    else:
+        config = load_config(args.config).model_copy(update={"home": str(home)})
+        done = score_pool(
+            config,
+            out_dir=home / "scores-ray",
+            batch_size=args.batch_size,
+            max_actors=args.actors,
+            models_root=models,
+            block_mib=args.block_mib,
+        )["products"]
+    print(json.dumps({"products": done, "seconds": time.perf_counter() - started}))
+
+
+def measure(cmd: list[str], env: dict[str, str]) -> tuple[dict, int, int]:
+    """Run ``cmd``; (its JSON line, peak PSS of this process and its whole
+    tree in MiB, growth over this process's own PSS before it started)."""
     sampler = TreeSampler(pss=True)
     sampler.start()
     time.sleep(0.6)
     before = sampler.peak_kib
-    started = time.perf_counter()
-    result = fn()
-    seconds = time.perf_counter() - started
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     peak = sampler.stop()
-    return result, seconds, peak // 1024, (peak - before) // 1024
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return result, peak // 1024, (peak - before) // 1024
 
 
 def main() -> None:
@@ -159,46 +196,62 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4096)
     parser.add_argument("--actors", type=int, default=None)
     parser.add_argument(
+        "--block-mib", type=int, default=16, help="Ray Data block size (score_pool)"
+    )
+    parser.add_argument(
+        "--arrow-pool",
+        choices=["system", "mimalloc", "jemalloc"],
+        default="system",
+        help="pyarrow's allocator in every process (raycat's local default: system)",
+    )
+    parser.add_argument(
         "--ways", nargs="+", choices=["loop", "ray"], default=["loop", "ray"]
     )
+    parser.add_argument("--one", choices=["loop", "ray"], help=argparse.SUPPRESS)
+    parser.add_argument("--home", help=argparse.SUPPRESS)
+    parser.add_argument("--models", help=argparse.SUPPRESS)
+    parser.add_argument("--config", help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("RAYCAT_QUIET", "1")
+    if args.one:
+        run_one(args)
+        return
 
-    from raycat.pipelines.score import choose_models, score_pool
-    from raycat.ray_runtime import init_ray
-
+    env = {**os.environ, "ARROW_DEFAULT_MEMORY_POOL": args.arrow_pool}
     rows = []
     with tempfile.TemporaryDirectory(prefix="raycat-bench-score-") as tmp_:
         tmp = Path(tmp_)
         config = train_base(tmp, args.base)
+        import ray
+
+        ray.shutdown()
         base_home = Path(config.home)
-        models = base_home / "models"
-        roles = choose_models(base_home, models_root=models)
-        init_ray()
         for n in args.products:
             home = tmp / f"pool-{n}"
             tile_pool(base_home, home, n)
-            big = config.model_copy(update={"home": str(home)})
-
-            def ray_way(big=big, home=home):
-                return score_pool(
-                    big,
-                    out_dir=home / "scores-ray",
-                    batch_size=args.batch_size,
-                    max_actors=args.actors,
-                    models_root=models,
-                )["products"]
-
-            def loop_way(home=home):
-                return score_with_loop(
-                    home, roles, home / "scores-loop", args.batch_size
-                )
-
-            ways = {"loop": loop_way, "ray": ray_way}
-            for way, fn in ((w, ways[w]) for w in args.ways):
-                done, seconds, peak, growth = measure(fn)
-                assert done == n, f"{way} scored {done} of {n} products"
+            for way in args.ways:
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--one",
+                    way,
+                    "--home",
+                    str(home),
+                    "--models",
+                    str(base_home / "models"),
+                    "--config",
+                    str(config.source_path),
+                    "--batch-size",
+                    str(args.batch_size),
+                    "--block-mib",
+                    str(args.block_mib),
+                ]
+                if args.actors:
+                    cmd += ["--actors", str(args.actors)]
+                result, peak, growth = measure(cmd, env)
+                assert result["products"] == n, f"{way} scored {result} of {n}"
+                seconds = result["seconds"]
                 rows.append(
                     {
                         "products": n,
@@ -210,8 +263,10 @@ def main() -> None:
                     }
                 )
                 print(json.dumps(rows[-1]), flush=True)
+            shutil.rmtree(home)
 
     print()
+    print(f"arrow allocator: {args.arrow_pool}; block size: {args.block_mib} MiB")
     print(
         f"{'products':>10} {'way':>5} {'s':>8} {'products/s':>11} "
         f"{'peak PSS MiB':>13} {'growth MiB':>11}"
@@ -229,6 +284,14 @@ def main() -> None:
             f"{n} products: Ray Data / loop throughput "
             f"{by['ray']['products_per_s'] / by['loop']['products_per_s']:.2f}x"
         )
+    for way in args.ways:
+        mine = [r for r in rows if r["way"] == way]
+        if len(mine) > 1:
+            small, large = mine[0], mine[-1]
+            print(
+                f"{way}: {large['products'] / small['products']:.0f}x the products, "
+                f"{large['peak_pss_mib'] / small['peak_pss_mib']:.2f}x the peak PSS"
+            )
 
 
 if __name__ == "__main__":

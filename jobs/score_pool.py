@@ -32,9 +32,17 @@ def main(argv: list[str] | None = None) -> int:
         default=0.0,
         help="GPUs per scoring actor (default 0: score on CPUs)",
     )
+    parser.add_argument(
+        "--block-mib",
+        type=int,
+        default=16,
+        help="Ray Data block size in MiB (default 16); memory follows it",
+    )
     args = parser.parse_args(argv)
     if args.gpus_per_actor < 0:
         parser.error(f"--gpus-per-actor must be >= 0, got {args.gpus_per_actor}")
+    if args.block_mib < 1:
+        parser.error(f"--block-mib must be >= 1, got {args.block_mib}")
 
     def body(config: Any) -> tuple[dict[str, Any], bool]:
         from raycat.pipelines.score import score_pool
@@ -44,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             model=args.model,
             out_dir=args.out,
             gpus_per_actor=args.gpus_per_actor,
+            block_mib=args.block_mib,
         )
         return dict(summary), True
 

@@ -146,17 +146,22 @@ def _drop_ids(batch: pd.DataFrame, ids_ref) -> pd.DataFrame:
     return batch[~batch["product_id"].isin(ids)].reset_index(drop=True)
 
 
-def read_pool(catalog_path: str | Path, snapshot: str | Path):
+def read_pool(
+    catalog_path: str | Path, snapshot: str | Path, *, read_cpus: float = 1.0
+):
     """The pool (every catalog product outside the snapshot's test set) as a Ray
     Dataset of catalog columns.  Only the test ids are held in memory, so the
-    pool streams however large it is."""
+    pool streams however large it is.  ``read_cpus``: CPUs each read task holds
+    (a read task waiting on a slow consumer keeps them)."""
     import pyarrow.parquet as pq
     import ray
     import ray.data as rd
 
     test = pq.read_table(Path(snapshot) / "test.parquet", columns=["product_id"])
     ids = pd.Index(test.column("product_id").to_pylist())
-    catalog = rd.read_parquet(str(catalog_path)).select_columns(CATALOG_COLUMNS)
+    catalog = rd.read_parquet(str(catalog_path), num_cpus=read_cpus).select_columns(
+        CATALOG_COLUMNS
+    )
     return catalog.map_batches(
         _drop_ids,
         fn_kwargs={"ids_ref": ray.put(ids)},

@@ -11,6 +11,13 @@ logger = logging.getLogger(__name__)
 # and a smaller store leaves memory to the models.
 LOCAL_OBJECT_STORE_BYTES = 1 << 30
 
+# pyarrow's default allocator (mimalloc) keeps what a worker has freed: a Ray
+# Data worker that read, scored or wrote a few hundred MiB blocks stays that size
+# for the rest of the run (measured by bench/bench_pool_scoring.py).  The system
+# allocator hands large frees back.  Set before the local instance starts, so
+# the raylet and every worker inherit it; cluster.yaml sets it on each node.
+ARROW_POOL_ENV = "ARROW_DEFAULT_MEMORY_POOL"
+
 
 def init_ray(
     address: str | None = None, *, num_cpus: int | None = None, quiet: bool = False
@@ -32,6 +39,7 @@ def init_ray(
         logger.info("connecting to the Ray cluster at %s", address)
         ray.init(address=address, log_to_driver=not quiet)
     else:
+        os.environ.setdefault(ARROW_POOL_ENV, "system")
         ray.init(
             address="local",
             num_cpus=num_cpus,

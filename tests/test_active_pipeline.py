@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -10,6 +11,7 @@ from raycat.config import load_config
 from raycat.demo import generate_catalog
 from raycat.labels import Source
 from raycat.pipelines.retrain import run_retrain
+from raycat.pipelines.score import binary_entropy
 from raycat.pipelines.simulate import _answer_page, oracle_answers, run_simulation
 from raycat.run import load_run
 
@@ -80,6 +82,45 @@ def test_retrain_publishes_and_no_update_changes_nothing(ray_session, al_config)
     assert scored["labels"] > 0 and 0 <= scored["precision"] <= 1
     with run.open_store() as store:
         assert set(store.queue()["iteration"]) == {0, 1}
+
+
+def test_score_pool_in_small_blocks_matches_the_model(ray_session, al_config, tmp_path):
+    from ray.data import DataContext
+
+    from raycat.components import load_component
+    from raycat.pipelines.score import read_scores, score_pool
+    from raycat.pipelines.train_pred import run_train_pred
+
+    config = load_config(al_config).model_copy(update={"home": str(tmp_path)})
+    run_train_pred(config)
+    before = DataContext.get_current().target_max_block_size
+    summary = score_pool(config, out_dir=tmp_path / "scores", block_mib=1)
+    assert DataContext.get_current().target_max_block_size == before
+
+    catalog = pd.read_parquet(tmp_path / "catalog.parquet")
+    snapshot = sorted((tmp_path / "snapshots").glob("iter-*"))[-1]
+    test_ids = set(pd.read_parquet(snapshot / "test.parquet")["product_id"])
+    pool = catalog[~catalog["product_id"].isin(test_ids)].sort_values("product_id")
+    assert summary["products"] == len(pool) > 0
+
+    scores = read_scores(tmp_path / "scores")
+    assert list(scores["product_id"]) == list(pool["product_id"])
+    model = load_component(summary["models"]["current"])
+    expected = model.predict_proba({c: pool[c].to_numpy() for c in pool.columns})
+    np.testing.assert_allclose(scores["p_model"], expected, atol=1e-6)
+    np.testing.assert_allclose(
+        scores["product_entropy"], binary_entropy(expected).mean(axis=1), atol=1e-5
+    )
+
+
+def test_score_pool_rejects_bad_block_size(al_config):
+    from raycat.errors import ConfigError
+    from raycat.pipelines.score import score_pool
+
+    with pytest.raises(ConfigError, match="block_mib must be >= 1"):
+        score_pool(load_config(al_config), block_mib=0)
+    with pytest.raises(ConfigError, match=r"io_cpus must be in \(0, 1\]"):
+        score_pool(load_config(al_config), io_cpus=2)
 
 
 @pytest.mark.slow

@@ -310,6 +310,15 @@ def score_cmd(
         Path | None, typer.Option("--out", help="Output folder (Parquet).")
     ] = None,
     gpus_per_actor: Annotated[float, typer.Option("--gpus-per-actor", min=0)] = 0.0,
+    block_mib: Annotated[
+        int,
+        typer.Option(
+            "--block-mib",
+            min=1,
+            help="Ray Data block size in MiB: each reader, scorer and writer "
+            "holds a few blocks, so memory follows it, not the pool size.",
+        ),
+    ] = 16,
     as_json: JsonOpt = False,
 ) -> None:
     """Batch-score the unlabeled pool with Ray Data: the current model's,
@@ -322,6 +331,7 @@ def score_cmd(
         model=model,
         out_dir=out_dir,
         gpus_per_actor=gpus_per_actor,
+        block_mib=block_mib,
     )
     if as_json:
         _emit_json(summary)
