@@ -163,10 +163,14 @@ def test_tune_runs_components_in_parallel_and_saves_the_best(ray_session, tune_c
 def test_killed_search_resumes_without_redoing_trials(
     ray_session, tune_config, tmp_path
 ):
-    config = load_config(tune_config)
-    experiment = config.home_path / "tune" / "tfidf"
-    env = dict(os.environ, RAYCAT_HOME=str(tmp_path / "home"))
     experiment = tmp_path / "home" / "tune" / "tfidf"
+    # Tune copies results into the experiment folder at its experiment
+    # checkpoints, by default every 10 s or more: on 300 products the five trials
+    # could all land at once, before the kill.  A checkpoint after every step
+    # makes each finished trial visible (and resumable) as it ends.
+    env = dict(
+        os.environ, RAYCAT_HOME=str(tmp_path / "home"), TUNE_GLOBAL_CHECKPOINT_S="0"
+    )
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -185,7 +189,7 @@ def test_killed_search_resumes_without_redoing_trials(
     try:
         deadline = time.time() + 240
         while time.time() < deadline and len(_finished_trials(experiment)) < 2:
-            time.sleep(0.5)
+            time.sleep(0.2)
         before = _finished_trials(experiment)
         assert len(before) >= 2, "the search did not finish two trials in time"
         assert len(before) < 5, "the search finished before it could be killed"
