@@ -104,6 +104,17 @@ def _join_snapshot(
     return out
 
 
+def read_catalog(catalog_path: str | Path, *, read_cpus: float = 1.0):
+    """The catalog's columns as a Ray Dataset, streamed from Parquet.
+    ``read_cpus``: CPUs each read task holds (a read task waiting on a slow
+    consumer keeps them)."""
+    import ray.data as rd
+
+    return rd.read_parquet(str(catalog_path), num_cpus=read_cpus).select_columns(
+        CATALOG_COLUMNS
+    )
+
+
 def read_split(
     catalog_path: str | Path,
     snapshot: str | Path,
@@ -116,7 +127,6 @@ def read_split(
     list are left out)."""
     import pyarrow.parquet as pq
     import ray
-    import ray.data as rd
 
     table = pq.read_table(Path(snapshot) / f"{split}.parquet")
     frame = table.to_pandas().set_index("product_id")
@@ -126,8 +136,7 @@ def read_split(
             f"{snapshot}/{split}.parquet lists product {dup!r} more than once; "
             "re-create the snapshot (raycat prepare)"
         )
-    catalog = rd.read_parquet(str(catalog_path)).select_columns(CATALOG_COLUMNS)
-    return catalog.map_batches(
+    return read_catalog(catalog_path).map_batches(
         _join_snapshot,
         fn_kwargs={
             "snapshot_ref": ray.put(frame),
@@ -151,18 +160,14 @@ def read_pool(
 ):
     """The pool (every catalog product outside the snapshot's test set) as a Ray
     Dataset of catalog columns.  Only the test ids are held in memory, so the
-    pool streams however large it is.  ``read_cpus``: CPUs each read task holds
-    (a read task waiting on a slow consumer keeps them)."""
+    pool streams however large it is.  ``read_cpus``: as for
+    :func:`read_catalog`."""
     import pyarrow.parquet as pq
     import ray
-    import ray.data as rd
 
     test = pq.read_table(Path(snapshot) / "test.parquet", columns=["product_id"])
     ids = pd.Index(test.column("product_id").to_pylist())
-    catalog = rd.read_parquet(str(catalog_path), num_cpus=read_cpus).select_columns(
-        CATALOG_COLUMNS
-    )
-    return catalog.map_batches(
+    return read_catalog(catalog_path, read_cpus=read_cpus).map_batches(
         _drop_ids,
         fn_kwargs={"ids_ref": ray.put(ids)},
         batch_format="pandas",

@@ -19,7 +19,6 @@ from tests.conftest import CHROMIUM_HEADLESS_ARGS
 from tests.test_serving import TOKEN, build_served_run, start_app
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = CHROMIUM_HEADLESS_ARGS
 
 sync_api = pytest.importorskip(
     "playwright.sync_api",
@@ -49,7 +48,9 @@ def served(ray_session, tmp_path_factory):
 @pytest.fixture(scope="module")
 def browser():
     with sync_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        chromium = p.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_HEADLESS_ARGS
+        )
         yield chromium
         chromium.close()
 

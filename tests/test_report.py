@@ -255,6 +255,42 @@ def test_a_half_written_input_is_reported_not_fatal(tmp_path: Path) -> None:
     assert "could not be drawn" not in page
 
 
+def test_a_simulations_surprises_are_summed_over_seeds(tmp_path: Path) -> None:
+    home = tmp_path / "sim"
+    home.mkdir()
+    Taxonomy.from_paths(PATHS).save(home / "taxonomy.json")
+    per_seed = {
+        0: {"random": (4, 4, 1, 2.0, 1.5), "uncertainty": (2, 0, 0, 0.0, 0.0)},
+        1: {"random": (4, 2, 1, 1.0, 0.5), "uncertainty": (2, 0, 0, 0.0, 0.0)},
+    }
+    for seed, rows in per_seed.items():
+        folder = home / f"simulation/seed-{seed}/active/iterations/iter-001"
+        folder.mkdir(parents=True)
+        frame = pd.DataFrame.from_dict(
+            rows,
+            orient="index",
+            columns=[
+                "queued",
+                "labels",
+                "surprises",
+                "cross_entropy_sum",
+                "surprise_cross_entropy_sum",
+            ],
+        ).rename_axis("strategy")
+        frame.to_parquet(folder / "surprises.parquet")
+
+    surprises = load_inputs(home).surprises.set_index("strategy")
+
+    random = surprises.loc["random"]
+    assert random["iteration"] == 1
+    assert (random["queued"], random["labels"], random["surprises"]) == (8, 6, 2)
+    assert random["surprise_rate"] == pytest.approx(2 / 6)
+    assert random["mean_cross_entropy"] == pytest.approx(3.0 / 6)
+    assert random["surprise_cross_entropy_per_label"] == pytest.approx(2.0 / 6)
+    assert surprises.loc["uncertainty", "labels"] == 0
+    assert np.isnan(surprises.loc["uncertainty", "surprise_rate"])
+
+
 def test_report_of_a_missing_folder_says_what_to_pass(tmp_path: Path) -> None:
     with pytest.raises(ReportError, match="does not exist; pass a run's home"):
         load_inputs(tmp_path / "nope")

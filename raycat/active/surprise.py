@@ -37,6 +37,14 @@ ANALYSIS_COLUMNS: tuple[str, ...] = (
     "surprise_cross_entropy_sum",
     "surprise_cross_entropy_per_label",
 )
+# The counts and sums among them: what adds up across seeds or iterations.
+SUMMED_COLUMNS: tuple[str, ...] = (
+    "queued",
+    "labels",
+    "surprises",
+    "cross_entropy_sum",
+    "surprise_cross_entropy_sum",
+)
 # The two targeted strategies the decision rule weighs against each other.
 _TARGETED = ("disagreement", "uncertainty")
 
@@ -157,23 +165,31 @@ def surprise_analysis(
         mine = joined[joined["strategy"] == strategy]
         ce = mine["cross_entropy"].to_numpy()
         surprise = mine["surprise"].to_numpy()
-        n = len(mine)
-        surprise_ce = float(ce[surprise].sum())
         rows.append(
             {
                 "strategy": strategy,
                 "queued": int((items["strategy"] == strategy).sum()),
-                "labels": n,
+                "labels": len(mine),
                 "surprises": int(surprise.sum()),
-                "surprise_rate": surprise.mean() if n else math.nan,
-                "cross_entropy_mean": ce.mean() if n else math.nan,
                 "cross_entropy_sum": float(ce.sum()),
-                "surprise_cross_entropy_sum": surprise_ce,
-                "surprise_cross_entropy_per_label": surprise_ce / n if n else math.nan,
+                "surprise_cross_entropy_sum": float(ce[surprise].sum()),
             }
         )
-    frame = pd.DataFrame(rows, columns=["strategy", *ANALYSIS_COLUMNS])
-    return frame.set_index("strategy")
+    frame = add_rates(pd.DataFrame(rows, columns=["strategy", *SUMMED_COLUMNS]))
+    return frame[["strategy", *ANALYSIS_COLUMNS]].set_index("strategy")
+
+
+def add_rates(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with the per-label columns (``surprise_rate``,
+    ``cross_entropy_mean``, ``surprise_cross_entropy_per_label``) computed from
+    its counts and sums (:data:`SUMMED_COLUMNS`); NaN where ``labels`` is 0.
+    Rows summed over seeds or iterations get their rates from here too."""
+    labels = frame["labels"].where(frame["labels"] > 0)
+    return frame.assign(
+        surprise_rate=frame["surprises"] / labels,
+        cross_entropy_mean=frame["cross_entropy_sum"] / labels,
+        surprise_cross_entropy_per_label=frame["surprise_cross_entropy_sum"] / labels,
+    )
 
 
 @dataclass

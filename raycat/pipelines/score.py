@@ -194,7 +194,7 @@ def score_pool(
     import ray
     import ray.data
 
-    from raycat.data import CATALOG_COLUMNS, read_pool
+    from raycat.data import read_catalog, read_pool
     from raycat.ray_runtime import init_ray
     from raycat.run import RunPaths
 
@@ -214,6 +214,9 @@ def score_pool(
             "no image model in this run: p_image and disagreement are left out, "
             "so the disagreement strategy has no candidates"
         )
+    snapshot = paths.latest_snapshot()
+    if product_ids is None and snapshot is None:
+        raise ConfigError("no snapshot in the run's home; run `raycat prepare`")
     init_ray()
 
     out = Path(out_dir) if out_dir else paths.home / "scores" / "latest"
@@ -224,15 +227,10 @@ def score_pool(
     cpus = int(ray.cluster_resources().get("CPU", 1))
     with _block_size(block_mib):
         if product_ids is None:
-            snapshot = paths.latest_snapshot()
-            if snapshot is None:
-                raise ConfigError("no snapshot in the run's home; run `raycat prepare`")
             ds = read_pool(paths.catalog, snapshot, read_cpus=io_cpus)
         else:
             ids = ray.data.from_items([{"product_id": p} for p in product_ids])
-            catalog = ray.data.read_parquet(str(paths.catalog)).select_columns(
-                CATALOG_COLUMNS
-            )
+            catalog = read_catalog(paths.catalog, read_cpus=io_cpus)
             ds = ids.join(
                 catalog, join_type="inner", num_partitions=1, on=("product_id",)
             )

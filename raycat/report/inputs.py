@@ -211,32 +211,17 @@ def _surprises(home: Path) -> pd.DataFrame | Missing:
 
 
 def _sum_over_seeds(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per (strategy, iteration): counts and sums added up, the rates
-    and means recomputed from them."""
-    sums = [
-        c
-        for c in (
-            "queued",
-            "labels",
-            "surprises",
-            "cross_entropy_sum",
-            "surprise_cross_entropy_sum",
-        )
-        if c in frame.columns
-    ]
-    if "labels" not in sums or not frame.duplicated(["strategy", "iteration"]).any():
+    """One row per (strategy, iteration): counts and sums added up, the per-label
+    figures recomputed from them (a frame with one row each is returned as is)."""
+    from raycat.active.surprise import SUMMED_COLUMNS, add_rates
+
+    if (
+        any(c not in frame.columns for c in SUMMED_COLUMNS)
+        or not frame.duplicated(["strategy", "iteration"]).any()
+    ):
         return frame
-    out = frame.groupby(["strategy", "iteration"], as_index=False)[sums].sum()
-    labels = out["labels"].where(out["labels"] > 0)
-    if "surprises" in out:
-        out["surprise_rate"] = (out["surprises"] / labels).fillna(0.0)
-    if "cross_entropy_sum" in out:
-        out["cross_entropy_mean"] = (out["cross_entropy_sum"] / labels).fillna(0.0)
-    if "surprise_cross_entropy_sum" in out:
-        out["surprise_cross_entropy_per_label"] = (
-            out["surprise_cross_entropy_sum"] / labels
-        ).fillna(0.0)
-    return out
+    summed = frame.groupby(["strategy", "iteration"], as_index=False)
+    return add_rates(summed[list(SUMMED_COLUMNS)].sum())
 
 
 def _labels(
