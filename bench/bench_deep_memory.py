@@ -78,20 +78,33 @@ def _descendants(root: int) -> list[int]:
     return out
 
 
+def _shmem_pss_kib(pid: int) -> int:
+    """The shared-memory part of the PSS (on a local Ray instance: the object
+    store, a file in /dev/shm mapped by every worker)."""
+    return _proc_kib(pid, "smaps_rollup", "Pss_Shmem:")
+
+
 class TreeSampler(threading.Thread):
     """Peak summed RSS (or PSS, with ``pss=True``) of this process and all its
-    descendants."""
+    descendants.  ``history`` keeps every sample as (seconds since start,
+    KiB, KiB of it in shared memory; the last is 0 unless ``pss``)."""
 
     def __init__(self, every_s: float = 0.5, *, pss: bool = False):
         super().__init__(daemon=True)
         self.every_s = every_s
-        self._size = _pss_kib if pss else _rss_kib
+        self._pss = pss
         self.peak_kib = 0
+        self.history: list[tuple[float, int, int]] = []
         self._done = threading.Event()
 
     def run(self) -> None:
+        started = time.perf_counter()
         while not self._done.is_set():
-            total = sum(self._size(pid) for pid in _descendants(os.getpid()))
+            pids = _descendants(os.getpid())
+            size = _pss_kib if self._pss else _rss_kib
+            total = sum(size(pid) for pid in pids)
+            shmem = sum(_shmem_pss_kib(pid) for pid in pids) if self._pss else 0
+            self.history.append((time.perf_counter() - started, total, shmem))
             self.peak_kib = max(self.peak_kib, total)
             self._done.wait(self.every_s)
 

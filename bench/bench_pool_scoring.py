@@ -16,9 +16,13 @@ local Ray instance (started before the clock starts), so no run inherits
 what an earlier one left resident.  Printed per size and way: products/s, and
 peak memory: the summed PSS of this process and every process under it (Ray's
 included; PSS counts the object store's shared pages once, where summed RSS
-would count them in every worker that maps them), sampled every 0.5 s, and its
-growth over this process alone.  Flat memory means the peak does not follow
-the pool size: the last lines compare the largest pool with the smallest.
+would count them in every worker that maps them), sampled every 0.5 s; its
+growth over this process alone; the peaks of its two parts, the object store
+(shared memory, capped at 1 GiB locally) and the rest (the processes' private
+memory); and the peak in the first and in the second half of the scoring.
+Flat memory means the peak does not follow the pool size (the last lines
+compare the largest pool with the smallest) and the second half of a run
+needs no more than the first.
 Every process uses the same pyarrow allocator (``--arrow-pool``, default
 ``system`` as raycat's local Ray sets it).
 
@@ -30,6 +34,7 @@ Every process uses the same pyarrow allocator (``--arrow-pool``, default
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import os
@@ -40,6 +45,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -174,9 +180,12 @@ def run_one(args: argparse.Namespace) -> None:
     print(json.dumps({"products": done, "seconds": time.perf_counter() - started}))
 
 
-def measure(cmd: list[str], env: dict[str, str]) -> tuple[dict, int, int]:
-    """Run ``cmd``; (its JSON line, peak PSS of this process and its whole
-    tree in MiB, growth over this process's own PSS before it started)."""
+def measure(cmd: list[str], env: dict[str, str]) -> tuple[dict, dict[str, int]]:
+    """Run ``cmd``; its JSON line, and memory figures in MiB over this process
+    and its whole tree: the peak PSS, its growth over this process's own PSS
+    before the child started, the peaks of its shared-memory part (the object
+    store) and of the rest, and the peak PSS in the first and in the second
+    half of the scoring (the child's last ``seconds`` before it ended)."""
     sampler = TreeSampler(pss=True)
     sampler.start()
     time.sleep(0.6)
@@ -186,7 +195,28 @@ def measure(cmd: list[str], env: dict[str, str]) -> tuple[dict, int, int]:
     if done.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    return result, peak // 1024, (peak - before) // 1024
+
+    end = sampler.history[-1][0]
+    start = end - result["seconds"]
+    edges = np.linspace(start, end, 11)
+
+    def peak_in(lo: float, hi: float) -> int:
+        return max((t for at, t, _ in sampler.history if lo <= at < hi), default=0)
+
+    memory = {
+        "peak_pss_mib": peak,
+        "growth_mib": peak - before,
+        "store_mib": max(shm for _, _, shm in sampler.history),
+        "private_mib": max(t - shm for _, t, shm in sampler.history),
+        "first_half_mib": peak_in(start, edges[5]),
+        "second_half_mib": peak_in(edges[5], end + 1),
+    }
+    memory = {k: v // 1024 for k, v in memory.items()}
+    # Not in the table: the peak in each tenth of the scoring, to show a trend.
+    memory["tenths_mib"] = [
+        peak_in(lo, hi) // 1024 for lo, hi in itertools.pairwise(edges)
+    ]
+    return result, memory
 
 
 def main() -> None:
@@ -249,7 +279,7 @@ def main() -> None:
                 ]
                 if args.actors:
                     cmd += ["--actors", str(args.actors)]
-                result, peak, growth = measure(cmd, env)
+                result, memory = measure(cmd, env)
                 assert result["products"] == n, f"{way} scored {result} of {n}"
                 seconds = result["seconds"]
                 rows.append(
@@ -258,8 +288,7 @@ def main() -> None:
                         "way": way,
                         "seconds": round(seconds, 1),
                         "products_per_s": round(n / seconds),
-                        "peak_pss_mib": peak,
-                        "growth_mib": growth,
+                        **memory,
                     }
                 )
                 print(json.dumps(rows[-1]), flush=True)
@@ -267,15 +296,22 @@ def main() -> None:
 
     print()
     print(f"arrow allocator: {args.arrow_pool}; block size: {args.block_mib} MiB")
-    print(
-        f"{'products':>10} {'way':>5} {'s':>8} {'products/s':>11} "
-        f"{'peak PSS MiB':>13} {'growth MiB':>11}"
-    )
+    heads = {
+        "products": "products",
+        "way": "way",
+        "seconds": "s",
+        "products_per_s": "products/s",
+        "peak_pss_mib": "peak PSS MiB",
+        "growth_mib": "growth",
+        "store_mib": "store",
+        "private_mib": "private",
+        "first_half_mib": "1st half",
+        "second_half_mib": "2nd half",
+    }
+    widths = {k: max(len(v), 8) for k, v in heads.items()}
+    print(" ".join(f"{v:>{widths[k]}}" for k, v in heads.items()))
     for r in rows:
-        print(
-            f"{r['products']:>10} {r['way']:>5} {r['seconds']:>8} "
-            f"{r['products_per_s']:>11} {r['peak_pss_mib']:>13} {r['growth_mib']:>11}"
-        )
+        print(" ".join(f"{r[k]:>{widths[k]}}" for k in heads))
     for n in args.products:
         by = {r["way"]: r for r in rows if r["products"] == n}
         if len(by) < 2:

@@ -123,6 +123,59 @@ def test_score_pool_rejects_bad_block_size(al_config):
         score_pool(load_config(al_config), io_cpus=2)
 
 
+def _scores_file(path, ids, per_category: dict[str, list[list[float]]]) -> None:
+    """A scores file laid out as Ray Data writes one: 2-D columns as lists."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = {"product_id": pa.array(ids, pa.string())}
+    for name, rows in per_category.items():
+        columns[name] = pa.array(rows, pa.large_list(pa.float32()))
+    columns["product_entropy"] = pa.array([0.5] * len(ids), pa.float32())
+    pq.write_table(pa.table(columns), path)
+
+
+def test_read_scores_loads_the_columns_asked_for_sorted_by_id(tmp_path):
+    from raycat.pipelines.score import read_scores
+
+    _scores_file(
+        tmp_path / "b.parquet",
+        ["p3", "p1"],
+        {"p_model": [[0.3, 0.03], [0.1, 0.01]], "entropy": [[1, 1], [1, 1]]},
+    )
+    _scores_file(
+        tmp_path / "a.parquet",
+        ["p2"],
+        {"p_model": [[0.2, 0.02]], "entropy": [[1, 1]]},
+    )
+
+    scores = read_scores(tmp_path, columns=("p_model", "p_text"))
+
+    assert set(scores) == {"product_id", "p_model"}
+    assert list(scores["product_id"]) == ["p1", "p2", "p3"]
+    np.testing.assert_allclose(
+        scores["p_model"], [[0.1, 0.01], [0.2, 0.02], [0.3, 0.03]], rtol=1e-6
+    )
+    everything = read_scores(tmp_path)
+    assert everything["entropy"].shape == (3, 2)
+    np.testing.assert_allclose(everything["product_entropy"], [0.5] * 3)
+
+
+def test_read_scores_names_a_ragged_column(tmp_path):
+    from raycat.errors import ConfigError
+    from raycat.pipelines.score import read_scores
+
+    _scores_file(tmp_path / "a.parquet", ["p1", "p2"], {"p_model": [[0.1], [0.2, 0.3]]})
+    with pytest.raises(ConfigError, match="column 'p_model' holds lists of 1 to 2"):
+        read_scores(tmp_path)
+
+    (tmp_path / "a.parquet").unlink()
+    _scores_file(tmp_path / "a.parquet", ["p1"], {"p_model": [[0.1, 0.2]]})
+    _scores_file(tmp_path / "b.parquet", ["p2"], {"p_model": [[0.1, 0.2, 0.3]]})
+    with pytest.raises(ConfigError, match=r"holds \(3,\) values per product where"):
+        read_scores(tmp_path)
+
+
 @pytest.mark.slow
 def test_simulation_writes_learning_curves(ray_session, al_config, tmp_path):
     config = load_config(al_config)

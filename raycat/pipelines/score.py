@@ -28,7 +28,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,8 @@ logger = logging.getLogger(__name__)
 IMAGE_KINDS = {"image"}
 JOINT_OR_ENSEMBLE_KINDS = {"wide_deep_conv", "rnn_wide_conv", "weighted", "stacked"}
 EPS = 1e-7
+# Rows per batch when reading scores back: 65,536 x 300 categories is 75 MiB.
+_READ_ROWS = 1 << 16
 
 
 def binary_entropy(p: np.ndarray) -> np.ndarray:
@@ -173,7 +175,6 @@ def score_pool(
     *,
     model: str | None = None,
     out_dir: str | Path | None = None,
-    product_ids: list[str] | None = None,
     batch_size: int = 1024,
     max_actors: int | None = None,
     gpus_per_actor: float = 0.0,
@@ -181,8 +182,8 @@ def score_pool(
     block_mib: int = 16,
     io_cpus: float = 0.5,
 ) -> dict[str, Any]:
-    """Score the pool (every non-test product, or ``product_ids``) and write
-    Parquet under ``out_dir`` (default ``<home>/scores/latest``).
+    """Score the pool (every product outside the latest snapshot's test set)
+    and write Parquet under ``out_dir`` (default ``<home>/scores/latest``).
 
     ``block_mib``: Ray Data's target block size for this run (memory per task
     follows it); ``io_cpus``: CPUs held by each read and write task."""
@@ -194,7 +195,7 @@ def score_pool(
     import ray
     import ray.data
 
-    from raycat.data import read_catalog, read_pool
+    from raycat.data import read_pool
     from raycat.ray_runtime import init_ray
     from raycat.run import RunPaths
 
@@ -215,7 +216,7 @@ def score_pool(
             "so the disagreement strategy has no candidates"
         )
     snapshot = paths.latest_snapshot()
-    if product_ids is None and snapshot is None:
+    if snapshot is None:
         raise ConfigError("no snapshot in the run's home; run `raycat prepare`")
     init_ray()
 
@@ -226,15 +227,7 @@ def score_pool(
         shutil.rmtree(out)
     cpus = int(ray.cluster_resources().get("CPU", 1))
     with _block_size(block_mib):
-        if product_ids is None:
-            ds = read_pool(paths.catalog, snapshot, read_cpus=io_cpus)
-        else:
-            ids = ray.data.from_items([{"product_id": p} for p in product_ids])
-            catalog = read_catalog(paths.catalog, read_cpus=io_cpus)
-            ds = ids.join(
-                catalog, join_type="inner", num_partitions=1, on=("product_id",)
-            )
-        scored = ds.map_batches(
+        scored = read_pool(paths.catalog, snapshot, read_cpus=io_cpus).map_batches(
             PoolScorer,
             fn_constructor_args=(roles,),
             batch_size=batch_size,
@@ -259,24 +252,91 @@ def score_pool(
     return summary
 
 
-def read_scores(folder: str | Path) -> dict[str, np.ndarray]:
-    """Load a scores folder into arrays (rows sorted by product id)."""
-    import pyarrow.dataset as pads
+def read_scores(
+    folder: str | Path, columns: Sequence[str] | None = None
+) -> dict[str, np.ndarray]:
+    """Load a scores folder into arrays, rows sorted by product id.
 
-    table = pads.dataset(str(folder), format="parquet").to_table()
-    order = np.argsort(np.asarray(table["product_id"].to_pylist(), dtype=object))
+    ``columns``: the score columns to load (``product_id`` always comes); by
+    default every column.  The page needs only ``p_model``, ``p_text`` and
+    ``p_image``: each (products x categories) column is 4 bytes a cell, so
+    leaving out ``entropy`` and ``disagreement`` saves two of five such
+    matrices.  Per-category columns become (products x categories) arrays; a
+    column that is not in the folder is left out of the result, so ``.get()``
+    tells.
+
+    The ids are read first and sorted; then each column streams from the files
+    in batches, every batch written straight to its rows in id order, so
+    memory holds the result and one batch, never the whole table besides.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.dataset as pads
+    import pyarrow.parquet as pq
+
+    dataset = pads.dataset(str(folder), format="parquet")
+    present = set(dataset.schema.names)
+    if "product_id" not in present:
+        raise ConfigError(
+            f"{folder} holds no product_id column; is it a `raycat score` output?"
+        )
+    files = sorted(dataset.files)
+    ids = pa.chunked_array(
+        [
+            chunk
+            for f in files
+            for chunk in pq.read_table(f, columns=["product_id"])["product_id"].chunks
+        ],
+        type=dataset.schema.field("product_id").type,
+    )
+    order = pc.sort_indices(ids).to_numpy()
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
     out: dict[str, np.ndarray] = {
-        "product_id": np.asarray(table["product_id"].to_pylist(), dtype=object)[order]
+        "product_id": ids.take(order).to_numpy(zero_copy_only=False)
     }
-    for name in table.column_names:
-        if name == "product_id":
-            continue
-        col = table[name].combine_chunks()
-        if hasattr(col.type, "list_size") or str(col.type).startswith(
-            ("fixed_size_list", "extension")
-        ):
-            values = np.stack(col.to_numpy(zero_copy_only=False))
-        else:
-            values = col.to_numpy(zero_copy_only=False)
-        out[name] = np.asarray(values)[order]
+    wanted = [c for c in (columns or dataset.schema.names) if c != "product_id"]
+    for name in (c for c in wanted if c in present):
+        matrix = None
+        start = 0
+        for f in files:
+            for batch in pq.ParquetFile(f).iter_batches(
+                batch_size=_READ_ROWS, columns=[name]
+            ):
+                values = _as_numpy(batch.column(0), name, folder)
+                if matrix is None:
+                    matrix = np.empty((rank.size, *values.shape[1:]), values.dtype)
+                elif values.shape[1:] != matrix.shape[1:]:
+                    raise ConfigError(
+                        f"{f}: column {name!r} holds {values.shape[1:]} values per "
+                        f"product where earlier files hold {matrix.shape[1:]}; score "
+                        "columns hold one value per category. Re-run `raycat score`"
+                    )
+                matrix[rank[start : start + len(values)]] = values
+                start += len(values)
+        if matrix is not None:
+            out[name] = matrix
     return out
+
+
+def _as_numpy(col, name: str, folder: str | Path) -> np.ndarray:
+    """One Arrow array as numpy.  A list column (Ray Data writes 2-D arrays as
+    lists of equal length, tagged as its tensor extension) becomes a (rows x
+    list length) array by one reshape of its flat values, not one array per
+    product."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(col.type, pa.ExtensionType):
+        col = col.storage
+    lists = (pa.types.is_list, pa.types.is_large_list, pa.types.is_fixed_size_list)
+    if not any(is_list(col.type) for is_list in lists):
+        return col.to_numpy(zero_copy_only=False)
+    low, high = pc.min_max(pc.list_value_length(col)).values()
+    if low != high or col.null_count:
+        raise ConfigError(
+            f"{folder}: column {name!r} holds lists of {low.as_py()} to "
+            f"{high.as_py()} values ({col.null_count} missing); score columns hold "
+            "one value per category. Re-run `raycat score`"
+        )
+    return col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), low.as_py())
