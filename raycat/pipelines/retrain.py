@@ -271,11 +271,15 @@ def run_retrain(
             analysis.to_parquet(work / "surprises.parquet")
 
     # -- 5. score the pool and compose the next page ---------------------------
-    # The pool streams from the catalog past this iteration's test ids (its
-    # snapshot is the latest), so scoring memory does not follow the pool.
+    # The pool streams from the catalog past this iteration's test ids, so
+    # scoring memory does not follow the pool.
     scores_dir = work / "scores"
     score_pool(
-        config, model=best["model"], out_dir=scores_dir, models_root=work / "models"
+        config,
+        model=best["model"],
+        out_dir=scores_dir,
+        models_root=work / "models",
+        snapshot=snapshot,
     )
     scores = read_scores(scores_dir, columns=("p_model", "p_text", "p_image"))
     f1 = np.array([c["f1"] for c in best["metrics"]["valid"]["per_category"]])

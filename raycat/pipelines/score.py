@@ -181,9 +181,11 @@ def score_pool(
     models_root: str | Path | None = None,
     block_mib: int = 16,
     io_cpus: float = 0.5,
+    snapshot: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Score the pool (every product outside the latest snapshot's test set)
-    and write Parquet under ``out_dir`` (default ``<home>/scores/latest``).
+    """Score the pool (every product outside the test set of ``snapshot``,
+    default the run's latest) and write Parquet under ``out_dir`` (default
+    ``<home>/scores/latest``).
 
     ``block_mib``: Ray Data's target block size for this run (memory per task
     follows it); ``io_cpus``: CPUs held by each read and write task."""
@@ -215,7 +217,7 @@ def score_pool(
             "no image model in this run: p_image and disagreement are left out, "
             "so the disagreement strategy has no candidates"
         )
-    snapshot = paths.latest_snapshot()
+    snapshot = snapshot or paths.latest_snapshot()
     if snapshot is None:
         raise ConfigError("no snapshot in the run's home; run `raycat prepare`")
     init_ray()
@@ -297,29 +299,41 @@ def read_scores(
     }
     wanted = [c for c in (columns or dataset.schema.names) if c != "product_id"]
     for name in (c for c in wanted if c in present):
-        matrix = None
-        start = 0
-        for f in files:
-            for batch in pq.ParquetFile(f).iter_batches(
-                batch_size=_READ_ROWS, columns=[name]
-            ):
-                values = _as_numpy(batch.column(0), name, folder)
-                if matrix is None:
-                    matrix = np.empty((rank.size, *values.shape[1:]), values.dtype)
-                elif values.shape[1:] != matrix.shape[1:]:
-                    raise ConfigError(
-                        f"{f}: column {name!r} holds {values.shape[1:]} values per "
-                        f"product where earlier files hold {matrix.shape[1:]}; score "
-                        "columns hold one value per category. Re-run `raycat score`"
-                    )
-                matrix[rank[start : start + len(values)]] = values
-                start += len(values)
+        matrix = _column_in_order(files, name, rank)
         if matrix is not None:
             out[name] = matrix
     return out
 
 
-def _as_numpy(col, name: str, folder: str | Path) -> np.ndarray:
+def _column_in_order(
+    files: list[str], name: str, rank: np.ndarray
+) -> np.ndarray | None:
+    """Column ``name`` of ``files`` (in that order) as one array, row i of the
+    files at ``rank[i]``; read in batches, each written straight to its rows.
+    None when the files hold no rows."""
+    import pyarrow.parquet as pq
+
+    matrix = None
+    start = 0
+    for f in files:
+        for batch in pq.ParquetFile(f).iter_batches(
+            batch_size=_READ_ROWS, columns=[name]
+        ):
+            values = _as_numpy(batch.column(0), name, f)
+            if matrix is None:
+                matrix = np.empty((rank.size, *values.shape[1:]), values.dtype)
+            elif values.shape[1:] != matrix.shape[1:]:
+                raise ConfigError(
+                    f"{f}: column {name!r} holds {values.shape[1:]} values per "
+                    f"product where earlier files hold {matrix.shape[1:]}; score "
+                    "columns hold one value per category. Re-run `raycat score`"
+                )
+            matrix[rank[start : start + len(values)]] = values
+            start += len(values)
+    return matrix
+
+
+def _as_numpy(col, name: str, where: str | Path) -> np.ndarray:
     """One Arrow array as numpy.  A list column (Ray Data writes 2-D arrays as
     lists of equal length, tagged as its tensor extension) becomes a (rows x
     list length) array by one reshape of its flat values, not one array per
@@ -335,7 +349,7 @@ def _as_numpy(col, name: str, folder: str | Path) -> np.ndarray:
     low, high = pc.min_max(pc.list_value_length(col)).values()
     if low != high or col.null_count:
         raise ConfigError(
-            f"{folder}: column {name!r} holds lists of {low.as_py()} to "
+            f"{where}: column {name!r} holds lists of {low.as_py()} to "
             f"{high.as_py()} values ({col.null_count} missing); score columns hold "
             "one value per category. Re-run `raycat score`"
         )
